@@ -1,0 +1,65 @@
+"""Helpers shared by tests and fixtures (importable as `tests.support`)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import psycopg
+from psycopg import sql
+
+PG_HOST = os.environ.get("WEAVENN_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("WEAVENN_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("WEAVENN_TEST_PG_USER", "postgres")
+PG_ADMIN_URL = f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/postgres"
+RABBITMQ_HOST = "127.0.0.1"
+RABBITMQ_PORT = int(os.environ.get("WEAVENN_TEST_RABBITMQ_PORT", "5672"))
+
+# Settings a developer may have exported; tests start without them.
+WEAVENN_ENV_VARS = (
+    "DATABASE_URL",
+    "SECONDARY_DATABASE_URL",
+    "RABBITMQ_URL",
+    "RABBITMQ_EXCHANGE",
+    "VAULT_PATH",
+    "VAULT_ID",
+    "OBSIDIAN_API_URL",
+    "OBSIDIAN_API_KEY",
+    "CLAUDE_API_KEY",
+    "CLAUDE_API_URL",
+    "SERVICE_NAME",
+    "LOG_LEVEL",
+    "DEPLOYMENT_MODE",
+    "TASK_SERVICE_URL",
+    "FILE_SERVICE_URL",
+    "GIT_SERVICE_URL",
+    "DUAL_WRITE_ENABLED",
+    "API_KEY",
+    "N8N_WEBHOOK_URL",
+    "REDIS_URL",
+    "KUBECONFIG",
+    "WEAVENN_DEBUG",
+)
+
+
+def pg_url_for(database: str) -> str:
+    return f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
+
+
+def create_pg_database(prefix: str = "weavenn_test", template: str | None = None) -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        statement = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template)
+        )
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(statement)
+    return name
+
+
+def drop_pg_database(name: str) -> None:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )

@@ -1,0 +1,3 @@
+from weavenn_cli.app import main
+
+main()

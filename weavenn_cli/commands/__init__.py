@@ -1,0 +1,1 @@
+"""Command groups: thin wrappers that parse options, call the runtime and print."""

@@ -1,0 +1,140 @@
+"""One Settings object for every process: environment variables and a `.env` file.
+
+Environment names follow the original Weave-NN design so existing `.env` files keep working.
+Flags that operators flip at run time (rollout percentages, dual-write) do not live here:
+they live in the database so every replica sees a change without a restart.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from weavenn_cli.runtime.errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite:///./data/weave-nn.db"
+DEFAULT_ENV_FILE = Path(".env")
+MASK = "********"
+
+
+class Settings(BaseSettings):
+    """Effective configuration; field names are the environment names in lower case."""
+
+    model_config = SettingsConfigDict(
+        env_file=DEFAULT_ENV_FILE,
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    database_url: str = DEFAULT_DATABASE_URL
+    secondary_database_url: str | None = None
+    rabbitmq_url: str | None = None
+    rabbitmq_exchange: str = "weave-nn.events"
+    vault_path: Path = Path("./vault")
+    vault_id: str = "weave-nn"
+    obsidian_api_url: str | None = None
+    obsidian_api_key: SecretStr | None = None
+    claude_api_key: SecretStr | None = None
+    claude_api_url: str = "https://api.anthropic.com"
+    service_name: str = "weave-nn"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    deployment_mode: Literal["local", "kubernetes"] = "local"
+    task_service_url: str = "http://localhost:8003"
+    file_service_url: str = "http://localhost:8001"
+    git_service_url: str = "http://localhost:8002"
+    dual_write_enabled: bool = False
+    api_key: SecretStr | None = None
+    n8n_webhook_url: str | None = None
+
+
+def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read settings from the environment and `env_file` (default `./.env` when present).
+
+    An `env_file` given explicitly must exist; the default one is optional.
+    """
+    if env_file is not None and not env_file.is_file():
+        raise ConfigError(
+            f"env file {env_file} not found: pass an existing file to --env-file or drop the option"
+        )
+    try:
+        return Settings(_env_file=env_file or DEFAULT_ENV_FILE, **overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe_validation_error(exc)) from exc
+
+
+def _describe_validation_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    name = str(first["loc"][0]).upper() if first["loc"] else "settings"
+    more = len(exc.errors()) - 1
+    suffix = f" (and {more} more)" if more else ""
+    return f"invalid setting {name}: {first['msg']}{suffix}; fix the environment or .env file"
+
+
+def mask_url(url: str) -> str:
+    """Hide the password inside a URL: `postgresql://u:secret@h/db` -> `postgresql://u:****@h/db`."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return MASK
+    if parts.password is None:
+        return url
+    userinfo = f"{parts.username}:{MASK}" if parts.username else MASK
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = f"{userinfo}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+@dataclass(frozen=True)
+class SettingView:
+    """One setting as shown to an operator: never a secret in clear."""
+
+    name: str
+    value: str | None
+    source: str
+    secret: bool
+
+
+def describe_settings(settings: Settings, env_file: Path | None = None) -> list[SettingView]:
+    """Every setting with its masked value and where it came from (env, .env file, default)."""
+    file_values = _read_env_file(env_file or DEFAULT_ENV_FILE)
+    environ = {key.upper() for key in os.environ}
+    views = []
+    for field in Settings.model_fields:
+        env_name = field.upper()
+        raw = getattr(settings, field)
+        value, secret = _display_value(raw)
+        if env_name in environ:
+            source = "env"
+        elif env_name in file_values:
+            source = str(env_file or DEFAULT_ENV_FILE)
+        else:
+            source = "default"
+        views.append(SettingView(env_name, value, source, secret))
+    return views
+
+
+def _display_value(raw: object) -> tuple[str | None, bool]:
+    if raw is None:
+        return None, False
+    if isinstance(raw, SecretStr):
+        return MASK, True
+    text = str(raw)
+    masked = mask_url(text) if "://" in text else text
+    return masked, masked != text
+
+
+def _read_env_file(path: Path) -> set[str]:
+    if not path.is_file():
+        return set()
+    from dotenv import dotenv_values
+
+    return {key.upper() for key in dotenv_values(path)}

@@ -1,0 +1,1 @@
+"""Database access: typed models, engines and sessions for SQLite and PostgreSQL."""

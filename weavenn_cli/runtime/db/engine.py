@@ -1,0 +1,109 @@
+"""Engines and sessions for the two supported databases: SQLite and PostgreSQL (psycopg 3)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from weavenn_cli.runtime.config import mask_url
+from weavenn_cli.runtime.errors import DatabaseError, UsageError
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def parse_database_url(url: str) -> URL:
+    """Validate a database URL and pick the driver we ship (psycopg 3 for PostgreSQL)."""
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError:
+        raise UsageError(
+            f"{mask_url(url)!r} is not a database URL: use sqlite:///PATH or "
+            "postgresql://USER@HOST:PORT/DB"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite")
+    raise UsageError(
+        f"unsupported database {backend!r} in {mask_url(url)}: weavenn runs on sqlite:// or "
+        "postgresql://"
+    )
+
+
+def describe_url(url: str | URL) -> str:
+    """The URL as safe to print: password hidden."""
+    if isinstance(url, URL):
+        url = url.set(drivername=url.get_backend_name()).render_as_string(hide_password=False)
+    return mask_url(url)
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for `url`; for SQLite the parent folder is created and WAL mode is on."""
+    parsed = parse_database_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _make_sqlite_engine(parsed, **kwargs)
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("connect_args", {"connect_timeout": 10})
+    return create_engine(parsed, **kwargs)
+
+
+def _make_sqlite_engine(url: URL, **kwargs: Any) -> Engine:
+    database = url.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # Several processes write the same file (API, watcher, consumers). Taking the write
+        # lock at BEGIN makes a waiting writer queue on busy_timeout instead of failing with
+        # "database is locked" when a read transaction later tries to write.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One transaction: committed when the block succeeds, rolled back when it raises."""
+    with factory() as session, session.begin():
+        yield session
+
+
+def check_connection(engine: Engine) -> None:
+    """Open a connection or raise a DatabaseError that says what to do."""
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except exc.DBAPIError as error:
+        raise connection_error(engine.url, error) from None
+
+
+def connection_error(url: URL, error: BaseException) -> DatabaseError:
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+    return DatabaseError(
+        f"cannot reach database {describe_url(url)}: {reason}; check DATABASE_URL "
+        "(or --database-url) and that the server is running"
+    )
