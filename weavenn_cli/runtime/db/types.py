@@ -11,7 +11,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
 # JSON on SQLite (stored as text), JSONB on PostgreSQL (comparable and indexable).
-PortableJSON = JSON().with_variant(JSONB(), "postgresql")
+# Python None is SQL NULL, not the JSON value null: "no tags" and "tags: null" are one thing.
+PortableJSON = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -1,6 +1,7 @@
 """All tables of Weave-NN. Importing this package registers every model on `Base.metadata`."""
 
 from weavenn_cli.runtime.db.models.base import Base
+from weavenn_cli.runtime.db.models.bus import InboxEntry, OutboxMessage
 from weavenn_cli.runtime.db.models.tasks import Task
 
-__all__ = ["Base", "Task"]
+__all__ = ["Base", "InboxEntry", "OutboxMessage", "Task"]

@@ -1,0 +1,1 @@
+"""Event bus: outbox and inbox, transports (RabbitMQ and embedded), relay, consumer runner."""

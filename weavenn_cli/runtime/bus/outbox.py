@@ -1,0 +1,59 @@
+"""Writing events to the outbox and recording applied messages in the inbox.
+
+Both take the caller's session: the event or the inbox entry commits or rolls back with the
+change that caused it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from weavenn_cli.runtime.db.models import InboxEntry, OutboxMessage
+from weavenn_cli.runtime.db.types import utcnow
+from weavenn_cli.runtime.events import Event
+
+
+def _insert(session: Session) -> Any:
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def enqueue(
+    session: Session,
+    event: Event,
+    *,
+    headers: dict[str, Any] | None = None,
+    correlation_id: str | None = None,
+) -> bool:
+    """Add `event` to the outbox; False when an event with its message id is already there."""
+    statement = (
+        _insert(session)(OutboxMessage)
+        .values(
+            message_id=event.message_id,
+            routing_key=event.routing_key,
+            payload=event.model_dump_json(),
+            headers=headers,
+            correlation_id=correlation_id,
+            created_at=utcnow(),
+            attempts=0,
+        )
+        .on_conflict_do_nothing(index_elements=["message_id"])
+        .returning(OutboxMessage.id)
+    )
+    return session.execute(statement).first() is not None
+
+
+def already_processed(session: Session, consumer: str, message_id: str) -> bool:
+    query = select(InboxEntry.message_id).where(
+        InboxEntry.consumer == consumer, InboxEntry.message_id == message_id
+    )
+    return session.execute(query).first() is not None
+
+
+def record_processed(session: Session, consumer: str, message_id: str) -> None:
+    """Remember that `consumer` applied `message_id`; commit it with the effect."""
+    session.add(InboxEntry(consumer=consumer, message_id=message_id, processed_at=utcnow()))
