@@ -1,0 +1,52 @@
+"""The contract between the consumer runner and the consumers.
+
+The runner owns everything about delivery: it receives a message from the transport, opens a
+database transaction, skips a message id already in the consumer's inbox, calls `handle`,
+records the message id in the inbox, commits, and only then acknowledges. A consumer only
+applies the effect of one message; it never acks, retries or talks to the broker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from sqlalchemy.orm import Session
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message as a consumer sees it, whatever the transport."""
+
+    message_id: str
+    routing_key: str
+    body: Mapping[str, Any]
+    headers: Mapping[str, Any] = field(default_factory=dict)
+    attempt: int = 1
+    redelivered: bool = False
+
+
+class Consumer(Protocol):
+    """What `weavenn consume NAME` runs."""
+
+    name: ClassVar[str]
+    """CLI name, e.g. `mcp-sync`; also the consumer's name in the inbox."""
+
+    queue: ClassVar[str]
+    """Queue it consumes, e.g. `mcp_sync`."""
+
+    bindings: ClassVar[tuple[str, ...]]
+    """Routing-key patterns bound to the queue on the topic exchange."""
+
+    def handle(self, session: Session, delivery: Delivery) -> None:
+        """Apply the effect of `delivery` inside `session`'s transaction.
+
+        Raise `PermanentError` for a message that can never succeed (it goes straight to the
+        dead-letter queue); any other exception is retried with a growing delay.
+        """
+        ...
+
+
+class PermanentError(Exception):
+    """The message itself is wrong (bad schema, refused by the target): do not retry."""
