@@ -92,3 +92,13 @@ def test_readme_test_command_is_the_one_ci_runs() -> None:
     block = readme.split(marker, 1)[1].split("```", 2)[1]
     command = block.removeprefix("bash").strip()
     assert command in ci.splitlines(), f"README's test command {command!r} is not what .ci/run runs"
+
+
+def test_shell_completion_script_and_answers(run_weavenn) -> None:
+    script = run_weavenn("--show-completion", "bash")
+    assert script.returncode == 0
+    assert "_weavenn_completion" in script.stdout
+    answer = run_weavenn(
+        env={"_WEAVENN_COMPLETE": "complete_bash", "COMP_WORDS": "weavenn mig", "COMP_CWORD": "1"}
+    )
+    assert answer.stdout.split() == ["migrate"]
