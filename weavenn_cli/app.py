@@ -13,6 +13,7 @@ from weavenn_cli import __version__
 from weavenn_cli.commands import config as config_commands
 from weavenn_cli.commands import doctor as doctor_commands
 from weavenn_cli.commands import migrate as migrate_commands
+from weavenn_cli.commands import serve as serve_commands
 from weavenn_cli.commands._shared import reset_state, state, stderr
 from weavenn_cli.runtime.errors import WeavennError
 
@@ -88,6 +89,7 @@ def root(
 app.add_typer(config_commands.app, name="config")
 app.add_typer(migrate_commands.app, name="migrate")
 app.command("doctor")(doctor_commands.doctor)
+app.command("serve")(serve_commands.serve)
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from weavenn_cli.runtime.errors import ConfigError
@@ -52,6 +52,17 @@ class Settings(BaseSettings):
     dual_write_enabled: bool = False
     api_key: SecretStr | None = None
     n8n_webhook_url: str | None = None
+    redis_url: str | None = None
+    redis_key_prefix: str = "weavenn"
+    rate_limit_per_minute: int = Field(default=100, ge=1)
+    max_request_bytes: int = Field(default=1_048_576, ge=1024)
+    upstream_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    def api_keys(self) -> list[str]:
+        """The accepted API keys: API_KEY holds one key or a comma-separated list."""
+        if self.api_key is None:
+            return []
+        return [key.strip() for key in self.api_key.get_secret_value().split(",") if key.strip()]
 
 
 def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:

@@ -1,0 +1,83 @@
+"""Prometheus metrics of HTTP requests, labelled by service, method, route template and status.
+
+With several uvicorn workers, PROMETHEUS_MULTIPROC_DIR is set by `weavenn serve` and every
+worker writes its samples there; `/metrics` then adds up all workers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+UNMATCHED = "<unmatched>"
+LABELS = ("service", "method", "endpoint", "status")
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class HttpMetrics:
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "weavenn_http_requests",
+            "HTTP requests answered",
+            LABELS,
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "weavenn_http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            LABELS,
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe(self, method: str, endpoint: str, status: int, seconds: float) -> None:
+        labels = (self.service, method, endpoint, str(status))
+        self.requests.labels(*labels).inc()
+        self.latency.labels(*labels).observe(seconds)
+
+    def render(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Times every request; the endpoint label is the route template, never the raw path."""
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            self.metrics.observe(
+                scope["method"], _endpoint(scope), status, time.perf_counter() - started
+            )
+
+
+def _endpoint(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return str(path) if path else UNMATCHED

@@ -1,0 +1,1 @@
+"""Vault notes: one service interface, three implementations (disk, Obsidian REST API, remote)."""

@@ -1,0 +1,1 @@
+"""The vault's git repository: status, history, diffs, commits, push and pull."""

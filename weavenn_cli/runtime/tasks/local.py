@@ -1,0 +1,177 @@
+"""Tasks in the database; every write stores its `task.*` event in the outbox, same transaction."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, delete, exists, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from weavenn_cli.runtime.bus.outbox import enqueue
+from weavenn_cli.runtime.db.engine import session_scope
+from weavenn_cli.runtime.db.models import Task as TaskRow
+from weavenn_cli.runtime.db.types import utcnow
+from weavenn_cli.runtime.events import TaskEvent, TaskEventType
+from weavenn_cli.runtime.tasks.models import (
+    DONE,
+    Task,
+    TaskCreate,
+    TaskPage,
+    TaskPatch,
+    TaskQuery,
+)
+from weavenn_cli.runtime.tasks.service import TaskNotFound
+
+COLUMNS = TaskRow.__table__.c
+
+
+class DatabaseTaskService:
+    """The task service on DATABASE_URL (SQLite or PostgreSQL)."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def create(self, data: TaskCreate, *, user_id: str | None = None) -> Task:
+        now = utcnow()
+        completed = data.completed or data.status == DONE
+        row = TaskRow(
+            id=str(uuid.uuid4()),
+            project_id=data.project_id,
+            title=data.title,
+            status=DONE if completed else data.status,
+            due_date=data.due_date,
+            completed=completed,
+            tags=list(data.tags),
+            created_at=now,
+            updated_at=now,
+        )
+        with session_scope(self.sessions) as session:
+            session.add(row)
+            task = _task(row)
+            _record(session, "task.created", task, user_id)
+        return task
+
+    def get(self, task_id: str) -> Task:
+        with self.sessions() as session:
+            return _task(_row(session, task_id))
+
+    def list(self, query: TaskQuery) -> TaskPage:
+        statement = _filtered(select(*COLUMNS), query, self._dialect())
+        statement = statement.order_by(*_order(query.sort)).offset(query.offset)
+        # One row more than asked tells whether there is a next page without a COUNT.
+        with self.sessions() as session:
+            rows = session.execute(statement.limit(query.limit + 1)).all()
+        items = [Task.model_validate(row._mapping) for row in rows[: query.limit]]
+        more = len(rows) > query.limit
+        return TaskPage(
+            items=items,
+            limit=query.limit,
+            offset=query.offset,
+            next_offset=query.offset + query.limit if more else None,
+        )
+
+    def update(self, task_id: str, patch: TaskPatch, *, user_id: str | None = None) -> Task:
+        changes = patch.changes()
+        with session_scope(self.sessions) as session:
+            row = _row(session, task_id, for_update=True)
+            was_completed = bool(row.completed)
+            _apply(row, changes)
+            row.updated_at = utcnow()
+            session.flush()
+            task = _task(row)
+            kind: TaskEventType = (
+                "task.completed" if task.completed and not was_completed else "task.updated"
+            )
+            _record(session, kind, task, user_id)
+        return task
+
+    def delete(self, task_id: str, *, user_id: str | None = None) -> None:
+        with session_scope(self.sessions) as session:
+            task = _task(_row(session, task_id, for_update=True))
+            session.execute(delete(TaskRow).where(TaskRow.id == task_id))
+            _record(session, "task.deleted", task, user_id)
+
+    def close(self) -> None:
+        bind = self.sessions.kw.get("bind")
+        if bind is not None:
+            bind.dispose()
+
+    def _dialect(self) -> str:
+        bind = self.sessions.kw["bind"]
+        return str(bind.dialect.name)
+
+
+def _row(session: Session, task_id: str, *, for_update: bool = False) -> TaskRow:
+    statement = select(TaskRow).where(TaskRow.id == task_id)
+    if for_update:
+        statement = statement.with_for_update()
+    row = session.scalars(statement).one_or_none()
+    if row is None:
+        raise TaskNotFound(f"task {task_id} not found", task_id=task_id)
+    return row
+
+
+def _task(row: TaskRow) -> Task:
+    return Task(
+        id=row.id,
+        project_id=row.project_id,
+        title=row.title,
+        status=row.status,
+        due_date=row.due_date,
+        tags=list(row.tags or []),
+        completed=bool(row.completed),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _apply(row: TaskRow, changes: dict[str, Any]) -> None:
+    """Apply a patch; `completed` and `status == "done"` always agree afterwards."""
+    for name, value in changes.items():
+        setattr(row, name, value)
+    if "completed" in changes:
+        if row.completed:
+            row.status = DONE
+        elif row.status == DONE:
+            row.status = "todo"
+    elif "status" in changes:
+        row.completed = row.status == DONE
+
+
+def _record(session: Session, kind: TaskEventType, task: Task, user_id: str | None) -> None:
+    event = TaskEvent(
+        message_id=uuid.uuid4().hex,
+        event_type=kind,
+        task_id=task.id,
+        project_id=task.project_id,
+        task=task.model_dump(mode="json"),
+        user_id=user_id,
+    )
+    enqueue(session, event, headers={"source": "task-service"})
+
+
+def _filtered(statement: Select[Any], query: TaskQuery, dialect: str) -> Select[Any]:
+    if query.project_id is not None:
+        statement = statement.where(TaskRow.project_id == query.project_id)
+    if query.status is not None:
+        statement = statement.where(TaskRow.status == query.status)
+    if query.tag is not None:
+        statement = statement.where(_has_tag(query.tag, dialect))
+    return statement
+
+
+def _has_tag(tag: str, dialect: str) -> ColumnElement[bool]:
+    if dialect == "postgresql":
+        return TaskRow.tags.contains([tag])  # JSONB @>, can use a GIN index
+    values = func.json_each(TaskRow.tags).table_valued("value")
+    return exists(select(1).select_from(values).where(values.c.value == tag))
+
+
+def _order(sort: str) -> list[Any]:
+    name = sort.removeprefix("-")
+    column = COLUMNS[name]
+    if sort.startswith("-"):
+        # The id breaks ties so that pages never overlap or skip rows.
+        return [column.desc().nulls_last(), COLUMNS.id.desc()]
+    return [column.asc().nulls_last(), COLUMNS.id.asc()]

@@ -1,0 +1,113 @@
+"""What a task looks like on the wire, per API version, and what a list query asks for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+TaskStatus = Literal["todo", "in_progress", "done", "cancelled"]
+DONE = "done"
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+ProjectId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Tags = Annotated[list[Tag], Field(max_length=50)]
+
+SORT_FIELDS = ("created_at", "updated_at", "due_date", "title", "status")
+SortKey = Literal[
+    "created_at",
+    "-created_at",
+    "updated_at",
+    "-updated_at",
+    "due_date",
+    "-due_date",
+    "title",
+    "-title",
+    "status",
+    "-status",
+]
+MAX_PAGE = 500
+
+
+class TaskV1(BaseModel):
+    """A task as v1 clients know it (the design's v1: id, title, project_id)."""
+
+    id: str
+    project_id: str
+    title: str
+
+
+class Task(TaskV1):
+    """The whole task: what v2 and every implementation of the service return."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    status: TaskStatus
+    due_date: datetime | None = None
+    tags: list[str] = Field(default_factory=list)
+    completed: bool = False
+    created_at: datetime
+    updated_at: datetime
+
+
+class TaskCreateV1(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: Title
+    project_id: ProjectId
+
+
+class TaskCreate(TaskCreateV1):
+    """v2 creation: v1's fields plus the optional ones (old clients keep working)."""
+
+    due_date: AwareDatetime | None = None
+    tags: Tags = Field(default_factory=list)
+    status: TaskStatus = "todo"
+    completed: bool = False
+
+
+class TaskPatchV1(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: Title | None = None
+    project_id: ProjectId | None = None
+
+
+class TaskPatch(TaskPatchV1):
+    """v2 update: only the fields sent change; `due_date: null` clears the date."""
+
+    due_date: AwareDatetime | None = None
+    tags: Tags | None = None
+    status: TaskStatus | None = None
+    completed: bool | None = None
+
+    def changes(self) -> dict[str, Any]:
+        sent = self.model_dump(exclude_unset=True)
+        # null means "clear" only where a field can be empty; elsewhere it means "unchanged".
+        return {k: v for k, v in sent.items() if v is not None or k == "due_date"}
+
+
+@dataclass(frozen=True)
+class TaskQuery:
+    project_id: str | None = None
+    status: str | None = None
+    tag: str | None = None
+    limit: int = 50
+    offset: int = 0
+    sort: SortKey = "-created_at"
+
+
+class TaskPage(BaseModel):
+    items: list[Task]
+    limit: int
+    offset: int
+    next_offset: int | None = None
+
+
+class TaskPageV1(BaseModel):
+    items: list[TaskV1]
+    limit: int
+    offset: int
+    next_offset: int | None = None

@@ -1,0 +1,43 @@
+"""The task service interface, and the one place that picks its implementation."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from weavenn_cli.runtime.problems import NotFound
+from weavenn_cli.runtime.tasks.models import Task, TaskCreate, TaskPage, TaskPatch, TaskQuery
+
+if TYPE_CHECKING:
+    from weavenn_cli.runtime.config import Settings
+
+
+class TaskNotFound(NotFound):
+    code = "TASK_NOT_FOUND"
+
+
+class TaskService(Protocol):
+    """Create, read, list, update and delete tasks. `user_id` is who asked (for the event)."""
+
+    def create(self, data: TaskCreate, *, user_id: str | None = None) -> Task: ...
+
+    def get(self, task_id: str) -> Task: ...
+
+    def list(self, query: TaskQuery) -> TaskPage: ...
+
+    def update(self, task_id: str, patch: TaskPatch, *, user_id: str | None = None) -> Task: ...
+
+    def delete(self, task_id: str, *, user_id: str | None = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def task_service_for(settings: Settings, *, remote: bool) -> TaskService:
+    """The database implementation, or the HTTP one that calls TASK_SERVICE_URL."""
+    if remote:
+        from weavenn_cli.runtime.tasks.remote import RemoteTaskService
+
+        return RemoteTaskService(settings.task_service_url, settings)
+    from weavenn_cli.runtime.db.engine import make_engine, session_factory
+    from weavenn_cli.runtime.tasks.local import DatabaseTaskService
+
+    return DatabaseTaskService(session_factory(make_engine(settings.database_url)))
