@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, exists, func, select
+from sqlalchemy import ColumnElement, Select, delete, exists, func, select, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, sessionmaker
 
 from weavenn_cli.runtime.bus.outbox import enqueue
@@ -163,7 +164,8 @@ def _filtered(statement: Select[Any], query: TaskQuery, dialect: str) -> Select[
 
 def _has_tag(tag: str, dialect: str) -> ColumnElement[bool]:
     if dialect == "postgresql":
-        return TaskRow.tags.contains([tag])  # JSONB @>, can use a GIN index
+        # The column is JSONB on PostgreSQL: @> (containment), which a GIN index can serve.
+        return type_coerce(TaskRow.tags, JSONB).contains([tag])
     values = func.json_each(TaskRow.tags).table_valued("value")
     return exists(select(1).select_from(values).where(values.c.value == tag))
 

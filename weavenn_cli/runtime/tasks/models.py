@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 TaskStatus = Literal["todo", "in_progress", "done", "cancelled"]
 DONE = "done"
@@ -50,6 +57,12 @@ class Task(TaskV1):
     completed: bool = False
     created_at: datetime
     updated_at: datetime
+
+    @field_validator("due_date", "created_at", "updated_at")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        """One spelling of each instant on the wire, whatever zone a client wrote it in."""
+        return value.astimezone(UTC) if value is not None and value.tzinfo else value
 
 
 class TaskCreateV1(BaseModel):
