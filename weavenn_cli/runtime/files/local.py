@@ -15,6 +15,7 @@ from weavenn_cli.runtime.files.notes import (
     Note,
     NoteList,
     NoteSummary,
+    check_frontmatter,
     jsonable,
     merge_frontmatter,
     parse_note,
@@ -78,9 +79,8 @@ class VaultFileService:
     def patch(self, path: str, content: str | None, front_patch: dict[str, Any]) -> Note:
         target = self._existing(path)
         front, body = parse_note(target.read_text(encoding="utf-8"))
-        text = render_note(
-            merge_frontmatter(front, front_patch), body if content is None else content
-        )
+        merged = check_frontmatter(merge_frontmatter(front, front_patch))
+        text = render_note(merged, body if content is None else content)
         os.replace(self._write_temporary(target, text), target)
         return self.read(path)
 

@@ -23,6 +23,7 @@ from weavenn_cli.runtime.files.notes import (
     Note,
     NoteList,
     NoteSummary,
+    check_frontmatter,
     jsonable,
     merge_frontmatter,
     parse_note,
@@ -81,7 +82,7 @@ class ObsidianFileService:
 
     def patch(self, path: str, content: str | None, front_patch: dict[str, Any]) -> Note:
         current = self.read(path)
-        front = merge_frontmatter(current.frontmatter, front_patch)
+        front = check_frontmatter(merge_frontmatter(current.frontmatter, front_patch))
         self._put(path, render_note(front, current.content if content is None else content))
         return self.read(path)
 
