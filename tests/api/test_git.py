@@ -124,9 +124,7 @@ def test_commit_files_and_branches_are_validated(api: httpx.Client) -> None:
     assert unknown_remote.json()["error"]["code"] == "NO_REMOTE"
 
 
-def test_push_without_a_remote_is_refused(
-    server: StartServer, tmp_path: Path
-) -> None:
+def test_push_without_a_remote_is_refused(server: StartServer, tmp_path: Path) -> None:
     lonely = tmp_path / "lonely"
     lonely.mkdir()
     git(lonely, "init", "-q", "-b", "main")

@@ -41,6 +41,7 @@ from weavenn_cli.runtime.git.repository import GitRepository
 from weavenn_cli.runtime.problems import (
     MethodNotAllowed,
     NotFound,
+    PayloadTooLarge,
     Problem,
     ServiceUnavailable,
     ValidationFailed,
@@ -184,6 +185,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         problem: Problem
         if error.status_code == 404:
             problem = NotFound(f"no endpoint {request.method} {request.url.path}")
+        elif error.status_code == 413:
+            problem = PayloadTooLarge(str(error.detail))
         elif error.status_code == 405:
             problem = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
         else:

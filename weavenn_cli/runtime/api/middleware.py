@@ -9,6 +9,7 @@ import re
 import uuid
 from collections.abc import Sequence
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from weavenn_cli.runtime.api.ratelimit import RateLimiter
@@ -102,7 +103,6 @@ class BodyLimitMiddleware:
             await send_problem(send, self._problem(), request_id_of(scope))
             return
         received = 0
-        response_started = False
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -110,27 +110,15 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge
+                    # An HTTPException passes through FastAPI's body parsing untouched and
+                    # reaches the app's handler, which answers PAYLOAD_TOO_LARGE.
+                    raise HTTPException(413, self._problem().message)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            response_started = response_started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _BodyTooLarge:
-            if response_started:
-                raise
-            await send_problem(send, self._problem(), request_id_of(scope))
+        await self.app(scope, counting_receive, send)
 
     def _problem(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"request body is larger than {self.max_bytes} bytes")
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 class AuthMiddleware:
