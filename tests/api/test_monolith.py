@@ -108,9 +108,7 @@ def test_legacy_task_endpoints_answer_like_the_new_ones(api: httpx.Client) -> No
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "TASK_NOT_FOUND"
 
 
-def test_not_ready_while_the_database_does_not_answer(
-    server: StartServer, tmp_path: Path
-) -> None:
+def test_not_ready_while_the_database_does_not_answer(server: StartServer, tmp_path: Path) -> None:
     unreachable = f"postgresql://nobody@127.0.0.1:{free_port()}/weave"
     started = server("task-service", {"DATABASE_URL": unreachable})
     with started.client() as api:

@@ -7,6 +7,7 @@ aside), and the answer streams back as it arrives.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
@@ -68,10 +69,7 @@ def proxy_client(settings: Settings) -> httpx.AsyncClient:
 def gateway_router(routes: dict[str, Upstream], client: httpx.AsyncClient) -> APIRouter:
     router = APIRouter()
     for prefix, upstream in routes.items():
-
-        async def proxy(request: Request, upstream: Upstream = upstream) -> StreamingResponse:
-            return await forward(request, upstream, client)
-
+        proxy = _proxy_to(upstream, client)
         router.add_api_route(prefix, proxy, methods=METHODS, include_in_schema=False)
         router.add_api_route(
             prefix + "/{rest:path}", proxy, methods=METHODS, include_in_schema=False
@@ -79,10 +77,19 @@ def gateway_router(routes: dict[str, Upstream], client: httpx.AsyncClient) -> AP
     return router
 
 
+def _proxy_to(
+    upstream: Upstream, client: httpx.AsyncClient
+) -> Callable[[Request], Awaitable[StreamingResponse]]:
+    async def proxy(request: Request) -> StreamingResponse:
+        return await forward(request, upstream, client)
+
+    return proxy
+
+
 async def forward(
     request: Request, upstream: Upstream, client: httpx.AsyncClient
 ) -> StreamingResponse:
-    url = httpx.URL(upstream.base_url + request.url.path, query=request.url.query.encode())
+    url = _upstream_url(upstream, request)
     headers = [
         (name, value)
         for name, value in request.headers.items()
@@ -111,6 +118,16 @@ async def forward(
         if name.decode("latin-1").lower() not in ANSWER_HEADERS_DROPPED
     ]
     return response
+
+
+def _upstream_url(upstream: Upstream, request: Request) -> httpx.URL:
+    """The service's URL with the path exactly as the client sent it, still percent-encoded:
+    decoding here would turn `%2e%2e/` into `../` before the service can refuse it."""
+    base = httpx.URL(upstream.base_url)
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    target = base.raw_path.rstrip(b"/") + raw_path + (b"?" + query if query else b"")
+    return base.copy_with(raw_path=target)
 
 
 def _forwarded_headers(request: Request) -> list[tuple[str, str]]:
