@@ -84,7 +84,7 @@ def test_push_and_pull_through_the_remote(api: httpx.Client, repo: Path, tmp_pat
     git(elsewhere, "commit", "-q", "-m", "From elsewhere")
     git(elsewhere, "push", "-q", "origin", "main")
 
-    git(repo, "checkout", "--", "idea.md")  # drop the edit left by the previous test
+    git(repo, "checkout", "--", ".")  # drop edits left by other tests
     pulled = api.post("/git/pull", json={"remote": "origin", "branch": "main"})
     assert pulled.status_code == 200, pulled.text
     assert (repo / "from-elsewhere.md").read_text() == "hello\n"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from weavenn_cli.runtime.api import deps
@@ -53,9 +54,9 @@ def list_files(
 
 
 @router.post("", response_model=Note, status_code=status.HTTP_201_CREATED)
-def create_file(body: NoteCreate, service: Files, request: Request, response: Response) -> Note:
+def create_file(body: NoteCreate, service: Files, response: Response) -> Note:
     note = service.create(note_path(body.path), body.content, check_frontmatter(body.frontmatter))
-    response.headers["Location"] = f"{request.url.path}/{note.path}"
+    response.headers["Location"] = "/files/" + quote(note.path, safe="/")
     return note
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from weavenn_cli.runtime.api.routers import files as file_routes
@@ -64,9 +64,9 @@ class TaskIdBody(BaseModel):
 
 @router.post("/create_note", response_model=Note, status_code=status.HTTP_201_CREATED)
 def create_note(
-    body: file_routes.NoteCreate, service: file_routes.Files, request: Request, response: Response
+    body: file_routes.NoteCreate, service: file_routes.Files, response: Response
 ) -> Note:
-    return file_routes.create_file(body, service, request, response)
+    return file_routes.create_file(body, service, response)
 
 
 @router.post("/read_note", response_model=Note)

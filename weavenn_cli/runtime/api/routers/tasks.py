@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
@@ -89,7 +90,8 @@ def current_router(prefix: str) -> APIRouter:
 
 
 def announce_deprecation(request: Request, response: Response) -> None:
-    successor = request.url.path.replace("/v1/", "/v2/", 1)
+    # Headers are Latin-1: the path goes back percent-encoded, as clients sent it.
+    successor = quote(request.url.path.replace("/v1/", "/v2/", 1), safe="/")
     response.headers["Deprecation"] = f"@{int(V1_DEPRECATED_AT.timestamp())}"
     response.headers["Sunset"] = format_datetime(V1_SUNSET_AT, usegmt=True)
     response.headers["Link"] = f'<{successor}>; rel="successor-version"'
