@@ -76,7 +76,11 @@ def test_tasks_table_is_the_designs_plus_tags_and_updated_at(empty_url: str) -> 
     engine = make_engine(empty_url)
     indexes = {ix["name"]: ix["column_names"] for ix in sa.inspect(engine).get_indexes("tasks")}
     engine.dispose()
-    assert indexes == {"ix_tasks_project_id": ["project_id"], "ix_tasks_status": ["status"]}
+    assert indexes == {
+        "ix_tasks_project_id": ["project_id"],
+        "ix_tasks_status": ["status"],
+        "ix_tasks_created_at_id": ["created_at", "id"],
+    }
 
 
 def test_each_revision_steps_down_and_up(empty_url: str) -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, String
+from sqlalchemy import Boolean, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from weavenn_cli.runtime.db.models.base import Base
@@ -13,6 +13,8 @@ class Task(Base):
     """A task, as in the design's `001_create_tasks_table` plus `tags` and `updated_at`."""
 
     __tablename__ = "tasks"
+    # Lists are newest first by default; the id breaks ties so pages never overlap.
+    __table_args__ = (Index("ix_tasks_created_at_id", "created_at", "id"),)
 
     id: Mapped[str] = mapped_column(String, primary_key=True)
     project_id: Mapped[str] = mapped_column(String, index=True)
