@@ -171,9 +171,12 @@ def _has_tag(tag: str, dialect: str) -> ColumnElement[bool]:
 
 
 def _order(sort: str) -> list[Any]:
-    name = sort.removeprefix("-")
-    column = COLUMNS[name]
-    if sort.startswith("-"):
-        # The id breaks ties so that pages never overlap or skip rows.
-        return [column.desc().nulls_last(), COLUMNS.id.desc()]
-    return [column.asc().nulls_last(), COLUMNS.id.asc()]
+    """ORDER BY for a sort key; the id breaks ties so that pages never overlap or skip rows."""
+    column = COLUMNS[sort.removeprefix("-")]
+    descending = sort.startswith("-")
+    ordered = column.desc() if descending else column.asc()
+    if column.nullable:
+        # Tasks without a due date come last either way. Only here: on NOT NULL columns an
+        # explicit NULLS LAST would stop PostgreSQL from reading ix_tasks_created_at_id backwards.
+        ordered = ordered.nulls_last()
+    return [ordered, COLUMNS.id.desc() if descending else COLUMNS.id.asc()]

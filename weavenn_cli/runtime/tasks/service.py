@@ -11,6 +11,9 @@ if TYPE_CHECKING:
     from weavenn_cli.runtime.config import Settings
 
 
+DATABASE_POOL_SIZE = 20
+
+
 class TaskNotFound(NotFound):
     code = "TASK_NOT_FOUND"
 
@@ -40,4 +43,7 @@ def task_service_for(settings: Settings, *, remote: bool) -> TaskService:
     from weavenn_cli.runtime.db.engine import make_engine, session_factory
     from weavenn_cli.runtime.tasks.local import DatabaseTaskService
 
-    return DatabaseTaskService(session_factory(make_engine(settings.database_url)))
+    # A fixed pool: SQLAlchemy's default closes every connection beyond 5 when it is returned,
+    # so a burst of requests would pay a new PostgreSQL connection per request.
+    engine = make_engine(settings.database_url, pool_size=DATABASE_POOL_SIZE, max_overflow=0)
+    return DatabaseTaskService(session_factory(engine))
