@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+WORDS = ["write", "review", "link", "tag", "sync", "note"]
 BARE_APP = """
 import uvicorn
 from fastapi import FastAPI
@@ -230,7 +231,7 @@ def fill_tasks(url: str, count: int) -> None:
             {
                 "id": str(uuid.UUID(int=rng.getrandbits(128))),
                 "project_id": f"project-{rng.randrange(20)}",
-                "title": f"Task {i}: {' '.join(rng.choices(['write', 'review', 'link', 'tag', 'sync', 'note'], k=4))}",
+                "title": f"Task {i}: {' '.join(rng.choices(WORDS, k=4))}",
                 "status": status,
                 "due_date": created + timedelta(days=rng.randrange(1, 60)) if i % 3 else None,
                 "completed": status == "done",
