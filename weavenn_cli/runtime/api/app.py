@@ -9,9 +9,8 @@ service, the remote HTTP implementations in the monolith when DEPLOYMENT_MODE=ku
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -140,7 +139,7 @@ def _readiness_checks(
     return checks
 
 
-def _database_probe(settings: Settings) -> Any:
+def _database_probe(settings: Settings) -> Callable[[], str]:
     from weavenn_cli.runtime import schema
     from weavenn_cli.runtime.db.engine import describe_url
 
@@ -152,7 +151,7 @@ def _database_probe(settings: Settings) -> Any:
     return probe
 
 
-def _broker_probe(settings: Settings) -> Any:
+def _broker_probe(settings: Settings) -> Callable[[], str]:
     from weavenn_cli.runtime.doctor import Status, check_rabbitmq
 
     def probe() -> str:

@@ -13,7 +13,6 @@ from fastapi import Request
 
 from weavenn_cli.runtime.files.service import FileService
 from weavenn_cli.runtime.git.repository import GitRepository
-from weavenn_cli.runtime.problems import ServiceUnavailable
 from weavenn_cli.runtime.tasks.service import TaskService
 
 
@@ -33,25 +32,17 @@ def _services(request: Request) -> Services:
     return cast(Services, request.app.state.services)
 
 
+# A router is only mounted where its service exists (see `create_app`), so these are set.
 def tasks(request: Request) -> TaskService:
-    service = _services(request).tasks
-    if service is None:
-        raise ServiceUnavailable("this process does not serve tasks")
-    return service
+    return cast(TaskService, _services(request).tasks)
 
 
 def files(request: Request) -> FileService:
-    service = _services(request).files
-    if service is None:
-        raise ServiceUnavailable("this process does not serve files")
-    return service
+    return cast(FileService, _services(request).files)
 
 
 def git(request: Request) -> GitRepository:
-    service = _services(request).git
-    if service is None:
-        raise ServiceUnavailable("this process does not serve git")
-    return service
+    return cast(GitRepository, _services(request).git)
 
 
 def user_id(request: Request) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -54,20 +55,24 @@ def serve(
     os.environ[SERVICE_ENV] = service
     if env_file is not None:
         os.environ[ENV_FILE_ENV] = str(env_file.resolve())
-    if workers > 1:
+    metrics_dir = None
+    if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Every worker writes its metrics here; /metrics adds them up.
-        os.environ.setdefault(
-            "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="weavenn-metrics-")
-        )
+        metrics_dir = tempfile.mkdtemp(prefix="weavenn-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     package = Path(__file__).resolve().parents[2]
-    uvicorn.run(
-        FACTORY,
-        factory=True,
-        workers=workers,
-        reload=reload,
-        reload_dirs=[str(package)] if reload else None,
-        **options,  # type: ignore[arg-type]
-    )
+    try:
+        uvicorn.run(
+            FACTORY,
+            factory=True,
+            workers=workers,
+            reload=reload,
+            reload_dirs=[str(package)] if reload else None,
+            **options,  # type: ignore[arg-type]
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def app_from_environment() -> object:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -44,7 +44,7 @@ def system_router(service: str, checks: list[ReadinessCheck], metrics: HttpMetri
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @router.get("/metrics")
-    async def prometheus_metrics(request: Request) -> Response:
+    async def prometheus_metrics() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return router
