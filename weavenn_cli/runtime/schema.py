@@ -17,6 +17,7 @@ from sqlalchemy import Engine, exc, pool
 
 from weavenn_cli.runtime.db.engine import connection_error, describe_url, make_engine
 from weavenn_cli.runtime.db.models import Base
+from weavenn_cli.runtime.db.unmanaged import include_name
 from weavenn_cli.runtime.errors import DatabaseError, UsageError
 from weavenn_cli.runtime.resources import migrations_dir
 
@@ -148,7 +149,7 @@ def check(database_url: str) -> SchemaCheck:
         _connected(database_url) as engine,
         engine.connect() as connection,
     ):
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(connection, opts={"compare_type": True, "include_name": include_name})
         current = list(context.get_current_heads())
         result = SchemaCheck(heads=heads, current=current)
         if len(heads) == 1 and set(current) != set(heads):

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from weavenn_cli.runtime.config import load_settings
 from weavenn_cli.runtime.db.engine import make_engine, parse_database_url
 from weavenn_cli.runtime.db.models import Base
+from weavenn_cli.runtime.db.unmanaged import include_name
 
 config = context.config
 target_metadata = Base.metadata
@@ -39,6 +40,7 @@ def run_migrations_offline() -> None:
         # SQLite cannot ALTER most things in place: batch mode recreates the table instead.
         render_as_batch=url.get_backend_name() == "sqlite",
         compare_type=True,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -63,6 +65,7 @@ def _run_on(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -3,5 +3,24 @@
 from weavenn_cli.runtime.db.models.base import Base
 from weavenn_cli.runtime.db.models.bus import InboxEntry, OutboxMessage
 from weavenn_cli.runtime.db.models.tasks import Task
+from weavenn_cli.runtime.db.models.vault import (
+    Note,
+    NoteHeading,
+    NoteLink,
+    NoteTag,
+    NoteVersion,
+    PublishedFile,
+)
 
-__all__ = ["Base", "InboxEntry", "OutboxMessage", "Task"]
+__all__ = [
+    "Base",
+    "InboxEntry",
+    "Note",
+    "NoteHeading",
+    "NoteLink",
+    "NoteTag",
+    "NoteVersion",
+    "OutboxMessage",
+    "PublishedFile",
+    "Task",
+]

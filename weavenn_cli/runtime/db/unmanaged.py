@@ -1,0 +1,29 @@
+"""Schema objects the migrations create but the models do not describe.
+
+Full-text search differs per database (an FTS5 virtual table with its shadow tables on
+SQLite, a generated tsvector column and its GIN index on PostgreSQL). Schema comparison
+(`weavenn migrate check`, alembic autogenerate) must not report them as differences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+# notes_fts and the tables FTS5 keeps for it: notes_fts_data, _idx, _docsize, _config.
+NOTES_FTS_TABLE = "notes_fts"
+NOTES_SEARCH_COLUMN = "search_vector"
+NOTES_SEARCH_INDEX = "ix_notes_search_vector"
+
+
+def include_name(name: str | None, type_: str, parent_names: Mapping[str, Any]) -> bool:
+    """Alembic `include_name` hook: False for the full-text search objects."""
+    if name is None:
+        return True
+    if type_ == "table":
+        return not (name == NOTES_FTS_TABLE or name.startswith(NOTES_FTS_TABLE + "_"))
+    if type_ == "column":
+        return not (parent_names.get("table_name") == "notes" and name == NOTES_SEARCH_COLUMN)
+    if type_ == "index":
+        return name != NOTES_SEARCH_INDEX
+    return True

@@ -1,0 +1,1 @@
+"""The vault: parsing notes, the shadow cache, the watcher."""
