@@ -14,6 +14,8 @@ from weavenn_cli.commands import config as config_commands
 from weavenn_cli.commands import doctor as doctor_commands
 from weavenn_cli.commands import migrate as migrate_commands
 from weavenn_cli.commands import serve as serve_commands
+from weavenn_cli.commands import vault as vault_commands
+from weavenn_cli.commands import watch as watch_commands
 from weavenn_cli.commands._shared import reset_state, state, stderr
 from weavenn_cli.runtime.errors import WeavennError
 
@@ -90,6 +92,8 @@ app.add_typer(config_commands.app, name="config")
 app.add_typer(migrate_commands.app, name="migrate")
 app.command("doctor")(doctor_commands.doctor)
 app.command("serve")(serve_commands.serve)
+app.add_typer(vault_commands.app, name="vault")
+app.command("watch")(watch_commands.watch)
 
 
 def main() -> None:

@@ -66,7 +66,7 @@ def configure_logging(level: str) -> None:
     # pika logs every failed connection attempt as an ERROR with a traceback; weavenn
     # reports broker trouble itself, in one line.
     logging.getLogger("pika").setLevel(logging.DEBUG if state.debug else logging.CRITICAL)
-    for noisy in ("httpx", "httpcore", "urllib3", "kubernetes", "alembic"):
+    for noisy in ("httpx", "httpcore", "urllib3", "kubernetes", "alembic", "watchfiles"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # Of alembic's chatter, operators want the steps it runs.
     migration_log = logging.getLogger("alembic.runtime.migration")

@@ -39,6 +39,15 @@ class Settings(BaseSettings):
     rabbitmq_exchange: str = "weave-nn.events"
     vault_path: Path = Path("./vault")
     vault_id: str = "weave-nn"
+    # Comma-separated glob patterns, matched against file names (FILE_PATTERNS) and against
+    # every component of a vault-relative path (IGNORE_PATTERNS).
+    file_patterns: str = "*.md"
+    ignore_patterns: str = ".obsidian,.trash,.git,.*,*~,*.tmp,*.swp,*.swx,~$*,4913"
+    debounce_seconds: float = Field(default=0.5, ge=0, le=60)
+    # What one vault event may carry: the note text is cut at MAX_NOTE_TEXT_BYTES; an event
+    # still larger than MAX_EVENT_BYTES carries the note's identity without its metadata.
+    max_note_text_bytes: int = Field(default=262_144, ge=0)
+    max_event_bytes: int = Field(default=1_048_576, ge=16_384)
     obsidian_api_url: str | None = None
     obsidian_api_key: SecretStr | None = None
     claude_api_key: SecretStr | None = None

@@ -149,7 +149,9 @@ def check(database_url: str) -> SchemaCheck:
         _connected(database_url) as engine,
         engine.connect() as connection,
     ):
-        context = MigrationContext.configure(connection, opts={"compare_type": True, "include_name": include_name})
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_name": include_name}
+        )
         current = list(context.get_current_heads())
         result = SchemaCheck(heads=heads, current=current)
         if len(heads) == 1 and set(current) != set(heads):

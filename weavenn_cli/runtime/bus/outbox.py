@@ -18,7 +18,8 @@ from weavenn_cli.runtime.db.types import utcnow
 from weavenn_cli.runtime.events import Event
 
 
-def _insert(session: Session) -> Any:
+def dialect_insert(session: Session) -> Any:
+    """INSERT with the dialect's ON CONFLICT support (both databases spell it the same way)."""
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
@@ -31,7 +32,7 @@ def enqueue(
 ) -> bool:
     """Add `event` to the outbox; False when an event with its message id is already there."""
     statement = (
-        _insert(session)(OutboxMessage)
+        dialect_insert(session)(OutboxMessage)
         .values(
             message_id=event.message_id,
             routing_key=event.routing_key,

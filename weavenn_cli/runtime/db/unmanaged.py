@@ -7,8 +7,18 @@ SQLite, a generated tsvector column and its GIN index on PostgreSQL). Schema com
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import MutableMapping
+from typing import Any, Literal
+
+NameType = Literal[
+    "schema",
+    "table",
+    "column",
+    "index",
+    "unique_constraint",
+    "foreign_key_constraint",
+    "check_constraint",
+]
 
 # notes_fts and the tables FTS5 keeps for it: notes_fts_data, _idx, _docsize, _config.
 NOTES_FTS_TABLE = "notes_fts"
@@ -16,7 +26,9 @@ NOTES_SEARCH_COLUMN = "search_vector"
 NOTES_SEARCH_INDEX = "ix_notes_search_vector"
 
 
-def include_name(name: str | None, type_: str, parent_names: Mapping[str, Any]) -> bool:
+def include_name(
+    name: str | None, type_: NameType, parent_names: MutableMapping[Any, str | None]
+) -> bool:
     """Alembic `include_name` hook: False for the full-text search objects."""
     if name is None:
         return True

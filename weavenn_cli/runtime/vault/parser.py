@@ -25,10 +25,9 @@ from pydantic import BaseModel, Field
 _YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 # Obsidian treats a link to these as a link to an attachment, not to a note.
-ATTACHMENT_EXTENSIONS = frozenset(
-    "png jpg jpeg gif bmp svg webp avif heic tif tiff ico mp3 wav m4a ogg 3gp flac webm mp4 "
-    "ogv mov mkv pdf canvas base excalidraw zip csv json txt html".split()
-)
+_ATTACHMENTS = "png jpg jpeg gif bmp svg webp avif heic tif tiff ico mp3 wav m4a ogg 3gp flac webm"
+_ATTACHMENTS += " mp4 ogv mov mkv pdf canvas base excalidraw zip csv json txt html"
+ATTACHMENT_EXTENSIONS = frozenset(_ATTACHMENTS.split())
 BINARY_SNIFF_BYTES = 8192
 # A YAML alias bomb is small on disk and huge once expanded: stop converting past this.
 MAX_FRONTMATTER_NODES = 10_000
@@ -135,7 +134,7 @@ def _split_frontmatter(text: str, errors: list[str]) -> tuple[dict[str, Any], st
 
 def _load_frontmatter(raw: str, errors: list[str]) -> dict[str, Any]:
     try:
-        loaded = yaml.load(raw, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
+        loaded = yaml.load(raw, Loader=_YAML_LOADER)  # a safe loader (CSafeLoader/SafeLoader)
     except yaml.YAMLError as error:
         errors.append(f"frontmatter: invalid YAML: {_first_line(error)}")
         return {}

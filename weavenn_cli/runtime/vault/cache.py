@@ -1,0 +1,478 @@
+"""The shadow cache: apply vault events, resolve links as Obsidian does, index a whole vault.
+
+Every function takes the caller's session and never commits, so an event's effect commits
+with the consumer's inbox entry, and an index batch commits as one.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import ColumnElement, case, delete, insert, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from weavenn_cli.runtime.bus.outbox import dialect_insert
+from weavenn_cli.runtime.db.engine import session_scope
+from weavenn_cli.runtime.db.models import (
+    Note,
+    NoteHeading,
+    NoteLink,
+    NoteTag,
+    NoteVersion,
+    PublishedFile,
+)
+from weavenn_cli.runtime.db.types import utcnow
+from weavenn_cli.runtime.events import (
+    VAULT_FILE_CREATED,
+    VAULT_FILE_DELETED,
+    VAULT_FILE_MOVED,
+    VAULT_FILE_UPDATED,
+    VaultFileEvent,
+)
+from weavenn_cli.runtime.vault.files import PathFilter, read_note, scan_vault
+from weavenn_cli.runtime.vault.parser import Link, ParsedNote, content_hash, parse_note
+
+log = logging.getLogger(__name__)
+
+# Keeps IN (...) lists and executemany batches well under every driver's parameter limit.
+CHUNK = 500
+
+
+# -- link resolution -------------------------------------------------------------------------
+
+
+def name_key(path: str) -> str:
+    return posixpath.basename(path).lower()
+
+
+def _note_form(target: str) -> str:
+    """The path a note link asks for, lower case, with the `.md` Obsidian adds."""
+    wanted = target.strip().lower()
+    return wanted if wanted.endswith(".md") else wanted + ".md"
+
+
+def target_name(link: Link) -> str | None:
+    return name_key(_note_form(link.target)) if link.target_kind == "note" else None
+
+
+class Resolver:
+    """Obsidian's order: the exact vault path, then the linking note's folder, then the
+    shortest path whose end matches (fewest folders, then shortest, then alphabetical)."""
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        self._by_name: dict[str, dict[str, str]] = defaultdict(dict)
+        for path in paths:
+            self.add(path)
+
+    def add(self, path: str) -> None:
+        self._by_name[name_key(path)][path.lower()] = path
+
+    def resolve(self, source_path: str, link: Link) -> str | None:
+        if link.target_kind == "heading":
+            return source_path
+        if link.target_kind != "note":
+            return None
+        wanted = _note_form(link.target)
+        candidates = self._by_name.get(posixpath.basename(wanted))
+        if not candidates:
+            return None
+        exact = posixpath.normpath(wanted.lstrip("/"))
+        if exact in candidates:
+            return candidates[exact]
+        beside = posixpath.normpath(posixpath.join(posixpath.dirname(source_path.lower()), wanted))
+        if beside in candidates:
+            return candidates[beside]
+        suffix = "/" + exact.lstrip("./")
+        matches = [p for key, p in candidates.items() if ("/" + key).endswith(suffix)]
+        if not matches:
+            return None
+        return min(matches, key=lambda p: (p.count("/"), len(p), p))
+
+
+def _resolver_from_db(session: Session, names: Iterable[str | None]) -> Resolver:
+    wanted = sorted({name for name in names if name})
+    paths: list[str] = []
+    for chunk in _chunks(wanted):
+        paths += session.scalars(select(Note.path).where(Note.name_key.in_(chunk))).all()
+    return Resolver(paths)
+
+
+def _reresolve(session: Session, where: ColumnElement[bool]) -> int:
+    """Resolve again the note links matching `where`; returns how many changed."""
+    rows = session.execute(
+        select(
+            NoteLink.id, NoteLink.target, NoteLink.target_name, NoteLink.resolved_path, Note.path
+        )
+        .join(Note, Note.id == NoteLink.note_id)
+        .where(where, NoteLink.target_kind == "note")
+    ).all()
+    resolver = _resolver_from_db(session, (row.target_name for row in rows))
+    changes = []
+    for row in rows:
+        resolved = resolver.resolve(row.path, Link(target=row.target))
+        if resolved != row.resolved_path:
+            changes.append({"id": row.id, "resolved_path": resolved})
+    _bulk_update_links(session, changes)
+    return len(changes)
+
+
+def _bulk_update_links(session: Session, changes: Sequence[dict[str, Any]]) -> None:
+    for chunk in _chunks(changes):
+        session.execute(update(NoteLink), chunk)
+
+
+# -- writing notes ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NoteInput:
+    path: str
+    note: ParsedNote
+    content_hash: str
+    parse_error: str | None = None
+
+
+def store_notes(session: Session, inputs: Sequence[NoteInput], resolver: Resolver) -> set[str]:
+    """Insert or replace the notes and their tags, headings and links; returns the new paths."""
+    if not inputs:
+        return set()
+    existing = _note_ids(session, [item.path for item in inputs])
+    _delete_children(session, list(existing.values()))
+    now = utcnow()
+    updates = [
+        _note_row(item, now) | {"id": existing[item.path]}
+        for item in inputs
+        if item.path in existing
+    ]
+    for chunk in _chunks(updates):
+        session.execute(update(Note), chunk)
+    created = [_note_row(item, now) for item in inputs if item.path not in existing]
+    ids = dict(existing)
+    for chunk in _chunks(created):
+        returned = session.execute(
+            insert(Note).returning(Note.id, Note.path, sort_by_parameter_order=True), chunk
+        )
+        ids.update({row.path: row.id for row in returned})
+    _insert_children(session, inputs, ids, resolver)
+    return {row["path"] for row in created}
+
+
+def _note_row(item: NoteInput, now: Any) -> dict[str, Any]:
+    note = item.note
+    return {
+        "path": item.path,
+        "name_key": name_key(item.path),
+        "title": note.title,
+        "node_type": note.node_type,
+        "frontmatter": note.frontmatter,
+        "aliases": note.aliases,
+        "body": note.text,
+        "body_truncated": note.text_truncated,
+        "size": note.size,
+        "content_hash": item.content_hash,
+        "parse_error": item.parse_error,
+        "indexed_at": now,
+    }
+
+
+def _insert_children(
+    session: Session, inputs: Sequence[NoteInput], ids: dict[str, int], resolver: Resolver
+) -> None:
+    tags: list[dict[str, Any]] = []
+    headings: list[dict[str, Any]] = []
+    links: list[dict[str, Any]] = []
+    for item in inputs:
+        note_id = ids[item.path]
+        seen: set[str] = set()
+        for tag in item.note.tags:
+            key = tag.lower()[:255]
+            if key not in seen:
+                seen.add(key)
+                tags.append({"note_id": note_id, "tag_key": key, "tag": tag[:255]})
+        headings += [
+            {"note_id": note_id, "position": i, "level": h.level, "text": h.text, "line": h.line}
+            for i, h in enumerate(item.note.headings)
+        ]
+        links += [
+            _link_row(note_id, i, item.path, link, resolver)
+            for i, link in enumerate(item.note.links)
+        ]
+    for model, rows in ((NoteTag, tags), (NoteHeading, headings), (NoteLink, links)):
+        for chunk in _chunks(rows):
+            session.execute(insert(model), chunk)
+
+
+def _link_row(
+    note_id: int, position: int, source: str, link: Link, resolver: Resolver
+) -> dict[str, Any]:
+    return {
+        "note_id": note_id,
+        "position": position,
+        "target": link.target,
+        "heading": link.heading,
+        "block": link.block[:255] if link.block else None,
+        "alias": link.alias,
+        "embed": link.embed,
+        "kind": link.kind,
+        "target_kind": link.target_kind,
+        "target_name": (target_name(link) or "")[:255] or None,
+        "resolved_path": resolver.resolve(source, link),
+    }
+
+
+def _note_ids(session: Session, paths: Sequence[str]) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    for chunk in _chunks(paths):
+        ids.update(
+            session.execute(select(Note.path, Note.id).where(Note.path.in_(chunk))).tuples().all()
+        )
+    return ids
+
+
+def _delete_children(session: Session, note_ids: Sequence[int]) -> None:
+    for chunk in _chunks(note_ids):
+        for model in (NoteTag, NoteHeading, NoteLink):
+            session.execute(delete(model).where(model.note_id.in_(chunk)))
+
+
+def delete_notes(session: Session, paths: Sequence[str]) -> None:
+    """Delete notes; links that pointed to them resolve again (maybe to a namesake)."""
+    ids = _note_ids(session, paths)
+    if not ids:
+        return
+    _delete_children(session, list(ids.values()))
+    for chunk in _chunks(list(ids.values())):
+        session.execute(delete(Note).where(Note.id.in_(chunk)))
+    for chunk in _chunks(list(ids)):
+        _reresolve(session, NoteLink.resolved_path.in_(chunk))
+
+
+# -- applying events -------------------------------------------------------------------------
+
+
+def _claim(session: Session, path: str, sequence: int, *, deleted: bool) -> bool:
+    """Record `sequence` as the newest change of `path`, unless a newer one is there already.
+
+    One conditional upsert, so two consumers applying events of the same path concurrently
+    cannot both win: the database serialises them on the row.
+    """
+    statement = dialect_insert(session)(NoteVersion).values(
+        path=path, sequence=sequence, deleted=deleted, updated_at=utcnow()
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=["path"],
+        set_={"sequence": sequence, "deleted": deleted, "updated_at": utcnow()},
+        where=NoteVersion.sequence < sequence,
+    ).returning(NoteVersion.path)
+    return session.execute(statement).first() is not None
+
+
+def note_from_event(event: VaultFileEvent) -> NoteInput:
+    """The note an event carries (the frontmatter and error travel beside it)."""
+    note = ParsedNote.model_validate({**(event.note or {}), "frontmatter": event.frontmatter or {}})
+    return NoteInput(event.file_path, note, event.content_hash or "", event.parse_error)
+
+
+def apply_event(session: Session, event: VaultFileEvent) -> bool:
+    """Apply one vault event; False when a newer change of its path(s) was applied already."""
+    if event.event_type in (VAULT_FILE_CREATED, VAULT_FILE_UPDATED):
+        if not _claim(session, event.file_path, event.sequence, deleted=False):
+            return False
+        _upsert(session, note_from_event(event))
+        return True
+    if event.event_type == VAULT_FILE_DELETED:
+        if not _claim(session, event.file_path, event.sequence, deleted=True):
+            return False
+        delete_notes(session, [event.file_path])
+        return True
+    if event.event_type == VAULT_FILE_MOVED:
+        return _apply_move(session, event)
+    raise ValueError(f"not a vault file event: {event.event_type}")
+
+
+def _upsert(session: Session, item: NoteInput) -> None:
+    names = [target_name(link) for link in item.note.links]
+    resolver = _resolver_from_db(session, names)
+    resolver.add(item.path)
+    if item.path in store_notes(session, [item], resolver):
+        # A new note may be what other notes' links were looking for.
+        _reresolve(session, NoteLink.target_name == name_key(item.path))
+
+
+def _apply_move(session: Session, event: VaultFileEvent) -> bool:
+    old_path = event.old_path or ""
+    new_won = _claim(session, event.file_path, event.sequence, deleted=False)
+    old_won = bool(old_path) and _claim(session, old_path, event.sequence, deleted=True)
+    moving = _note_ids(session, [old_path]).get(old_path) if new_won and old_won else None
+    if moving is not None:
+        # Keep the note's row: links that resolved to it follow it to its new path.
+        delete_notes(session, [event.file_path])
+        session.execute(
+            update(Note)
+            .where(Note.id == moving)
+            .values(path=event.file_path, name_key=name_key(event.file_path))
+        )
+        session.execute(
+            update(NoteLink)
+            .where(NoteLink.resolved_path == old_path)
+            .values(resolved_path=event.file_path)
+        )
+    elif old_won:
+        delete_notes(session, [old_path])
+    if new_won:
+        _upsert(session, note_from_event(event))
+        if moving is not None:
+            _reresolve(session, NoteLink.target_name == name_key(event.file_path))
+    return new_won or old_won
+
+
+# -- indexing a whole vault ------------------------------------------------------------------
+
+
+@dataclass
+class IndexSummary:
+    scanned: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    relinked: int = 0
+    parse_errors: int = 0
+    unreadable: list[str] = field(default_factory=list)
+
+
+Progress = Callable[[int, int], None]
+
+
+def index_vault(
+    factory: sessionmaker[Session],
+    root: Path,
+    *,
+    vault_id: str,
+    path_filter: PathFilter,
+    max_text_bytes: int | None,
+    progress: Progress | None = None,
+    batch_size: int = 200,
+) -> IndexSummary:
+    """Bring the cache in line with the files: new and changed notes written, missing notes
+    deleted, every link resolved again. Batches commit one by one, so an interrupted run
+    loses nothing and the next run carries on from what is there."""
+    files = scan_vault(root, path_filter)
+    summary = IndexSummary(scanned=len(files))
+    resolver = Resolver(files)
+    with factory() as session:
+        known = dict(session.execute(select(Note.path, Note.content_hash)).tuples().all())
+        versions = _known_sequences(session, vault_id)
+    for start in range(0, len(files), batch_size):
+        batch = files[start : start + batch_size]
+        with session_scope(factory) as session:
+            _index_batch(session, root, batch, known, versions, resolver, max_text_bytes, summary)
+        if progress:
+            progress(start + len(batch), len(files))
+    gone = sorted(set(known) - set(files))
+    with session_scope(factory) as session:
+        for chunk in _chunks(gone):
+            delete_notes(session, chunk)
+            _set_versions(session, [(path, versions.get(path, 0), True) for path in chunk])
+        summary.deleted = len(gone)
+        summary.relinked = _reresolve_all(session, resolver)
+    return summary
+
+
+def _index_batch(
+    session: Session,
+    root: Path,
+    batch: Sequence[str],
+    known: dict[str, str],
+    versions: dict[str, int],
+    resolver: Resolver,
+    max_text_bytes: int | None,
+    summary: IndexSummary,
+) -> None:
+    inputs = []
+    for path in batch:
+        try:
+            content = read_note(root, path)
+        except OSError as error:
+            log.warning("cannot read %s: %s", path, error)
+            content = None
+        if content is None:
+            summary.unreadable.append(path)
+            continue
+        digest = content_hash(content)
+        if known.get(path) == digest:
+            summary.unchanged += 1
+            continue
+        note = parse_note(path, content, max_text_bytes=max_text_bytes)
+        summary.parse_errors += bool(note.errors)
+        inputs.append(NoteInput(path, note, digest, "; ".join(note.errors) or None))
+        if path in known:
+            summary.updated += 1
+        else:
+            summary.created += 1
+    store_notes(session, inputs, resolver)
+    _set_versions(session, [(item.path, versions.get(item.path, 0), False) for item in inputs])
+
+
+def _known_sequences(session: Session, vault_id: str) -> dict[str, int]:
+    """Per path, the newest sequence the cache or the watcher has seen.
+
+    The index writes what the files say now; giving it that sequence lets a newer event
+    still apply while an older one, still queued, is skipped.
+    """
+    sequences = dict(session.execute(select(NoteVersion.path, NoteVersion.sequence)).tuples().all())
+    published = session.execute(
+        select(PublishedFile.path, PublishedFile.sequence).where(PublishedFile.vault_id == vault_id)
+    ).tuples()
+    for path, sequence in published:
+        sequences[path] = max(sequence, sequences.get(path, 0))
+    return sequences
+
+
+def _set_versions(session: Session, rows: Sequence[tuple[str, int, bool]]) -> None:
+    for chunk in _chunks(rows):
+        values = [
+            {"path": path, "sequence": sequence, "deleted": deleted, "updated_at": utcnow()}
+            for path, sequence, deleted in chunk
+        ]
+        statement = dialect_insert(session)(NoteVersion).values(values)
+        newest = case(
+            (statement.excluded.sequence > NoteVersion.sequence, statement.excluded.sequence),
+            else_=NoteVersion.sequence,
+        )
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["path"],
+                set_={
+                    "sequence": newest,
+                    "deleted": statement.excluded.deleted,
+                    "updated_at": statement.excluded.updated_at,
+                },
+            )
+        )
+
+
+def _reresolve_all(session: Session, resolver: Resolver) -> int:
+    rows = session.execute(
+        select(NoteLink.id, NoteLink.target, NoteLink.resolved_path, Note.path)
+        .join(Note, Note.id == NoteLink.note_id)
+        .where(NoteLink.target_kind == "note")
+    ).all()
+    changes = []
+    for row in rows:
+        resolved = resolver.resolve(row.path, Link(target=row.target))
+        if resolved != row.resolved_path:
+            changes.append({"id": row.id, "resolved_path": resolved})
+    _bulk_update_links(session, changes)
+    return len(changes)
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
