@@ -229,9 +229,8 @@ def _link_row(
 def _note_ids(session: Session, paths: Sequence[str]) -> dict[str, int]:
     ids: dict[str, int] = {}
     for chunk in _chunks(paths):
-        ids.update(
-            session.execute(select(Note.path, Note.id).where(Note.path.in_(chunk))).tuples().all()
-        )
+        rows = session.execute(select(Note.path, Note.id).where(Note.path.in_(chunk)))
+        ids.update({path: note_id for path, note_id in rows})
     return ids
 
 
@@ -367,7 +366,8 @@ def index_vault(
     summary = IndexSummary(scanned=len(files))
     resolver = Resolver(files)
     with factory() as session:
-        known = dict(session.execute(select(Note.path, Note.content_hash)).tuples().all())
+        rows = session.execute(select(Note.path, Note.content_hash))
+        known = {path: digest for path, digest in rows}
         versions = _known_sequences(session, vault_id)
     for start in range(0, len(files), batch_size):
         batch = files[start : start + batch_size]
@@ -426,10 +426,11 @@ def _known_sequences(session: Session, vault_id: str) -> dict[str, int]:
     The index writes what the files say now; giving it that sequence lets a newer event
     still apply while an older one, still queued, is skipped.
     """
-    sequences = dict(session.execute(select(NoteVersion.path, NoteVersion.sequence)).tuples().all())
+    rows = session.execute(select(NoteVersion.path, NoteVersion.sequence))
+    sequences = {path: sequence for path, sequence in rows}
     published = session.execute(
         select(PublishedFile.path, PublishedFile.sequence).where(PublishedFile.vault_id == vault_id)
-    ).tuples()
+    )
     for path, sequence in published:
         sequences[path] = max(sequence, sequences.get(path, 0))
     return sequences

@@ -236,6 +236,7 @@ def _cap_text(body: str, max_bytes: int | None) -> tuple[str, bool]:
 
 # -- masking: code, comments -----------------------------------------------------------------
 
+MASK = "\x01"
 _FENCE_OPEN = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 # Leftmost wins, so a %% inside inline code is code and a backtick inside a comment is comment.
 _INLINE_MASKS = re.compile(
@@ -247,25 +248,28 @@ _INLINE_MASKS = re.compile(
 
 
 def _mask_code_and_comments(body: str) -> str:
-    """The body with code and comments blanked out; offsets and line breaks kept."""
+    """The body with code and comments blanked out; offsets and line breaks kept.
+
+    The blank is not whitespace, so `-->#word` or `` `x`#word `` does not become a tag.
+    """
     lines = body.split("\n")
     fence: str | None = None
     for index, line in enumerate(lines):
         opener = _FENCE_OPEN.match(line)
         if fence is None and opener:
             fence = opener.group(1)
-            lines[index] = " " * len(line)
+            lines[index] = MASK * len(line)
         elif fence is not None:
             stripped = line.strip()
             if stripped.startswith(fence) and stripped.strip(fence[0]) == "":
                 fence = None
-            lines[index] = " " * len(line)
+            lines[index] = MASK * len(line)
     masked = "\n".join(lines)
     return _INLINE_MASKS.sub(_blank, masked)
 
 
 def _blank(match: re.Match[str]) -> str:
-    return re.sub(r"[^\n]", " ", match.group(0))
+    return re.sub(r"[^\n]", MASK, match.group(0))
 
 
 # -- headings, title -------------------------------------------------------------------------

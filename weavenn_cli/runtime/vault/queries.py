@@ -175,9 +175,10 @@ def search(
         return [
             SearchHit(path=p, title=t, score=0.0, snippet="") for p, t in session.execute(statement)
         ]
+    fts5_query = to_fts5_query(query)  # also refuses a query without a word, on both databases
     if session.get_bind().dialect.name == "postgresql":
         return _search_postgres(session, query, tag_filter, limit)
-    return _search_sqlite(session, query, tag_filter, limit)
+    return _search_sqlite(session, fts5_query, tag_filter, limit)
 
 
 def _tag_filter(tag: str) -> ColumnElement[bool]:
@@ -191,7 +192,7 @@ def _tag_filter(tag: str) -> ColumnElement[bool]:
 
 
 def _search_sqlite(
-    session: Session, query: str, tag_filter: ColumnElement[bool] | None, limit: int
+    session: Session, fts5_query: str, tag_filter: ColumnElement[bool] | None, limit: int
 ) -> list[SearchHit]:
     # bm25 is lower for better matches; the title weighs ten times the body.
     score = literal_column("-bm25(notes_fts, 10.0, 1.0)", Float).label("score")
@@ -200,7 +201,7 @@ def _search_sqlite(
         select(Note.path, Note.title, score, snippet)
         .select_from(Note)
         .join(table("notes_fts"), literal_column("notes_fts.rowid") == Note.id)
-        .where(literal_column("notes_fts").op("MATCH")(to_fts5_query(query)))
+        .where(literal_column("notes_fts").op("MATCH")(fts5_query))
         .order_by(score.desc(), Note.path)
         .limit(limit)
     )

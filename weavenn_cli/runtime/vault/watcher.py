@@ -106,8 +106,8 @@ class VaultWatcher:
                 select(PublishedFile.path, PublishedFile.content_hash).where(
                     PublishedFile.vault_id == self.config.vault_id
                 )
-            ).tuples()
-            published = dict(rows.all())
+            )
+            published = {path: digest for path, digest in rows}
             sequence = session.scalar(
                 select(func.max(PublishedFile.sequence)).where(
                     PublishedFile.vault_id == self.config.vault_id
