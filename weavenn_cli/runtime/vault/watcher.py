@@ -95,6 +95,8 @@ class VaultWatcher:
         self.config = config
         self.on_commit = on_commit
         self.stats = WatchStats()
+        # Set once changes are being watched (and the initial scan, if any, is published).
+        self.ready = threading.Event()
         self._pending: dict[str, _Pending] = {}
         self._published, self._sequence = self._load_state()
 
@@ -156,6 +158,7 @@ class VaultWatcher:
         if initial_scan:
             published = self.reconcile()
             log.info("initial scan: %d change(s) published", published)
+        self.ready.set()
         self._note_changes(path for _, path in first)
         for batch in changes:
             self._note_changes(path for _, path in batch)
