@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, delete, insert, select, update
+from sqlalchemy import ColumnElement, Table, case, delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from weavenn_cli.runtime.bus.outbox import dialect_insert
 from weavenn_cli.runtime.db.engine import session_scope
 from weavenn_cli.runtime.db.models import (
+    Base,
     Note,
     NoteHeading,
     NoteLink,
@@ -78,14 +79,19 @@ class Resolver:
             return source_path
         if link.target_kind != "note":
             return None
-        wanted = _note_form(link.target)
+        return self.resolve_note(source_path, link.target)
+
+    def resolve_note(self, source_path: str, target: str) -> str | None:
+        """Where a note link with path `target`, written in `source_path`, leads."""
+        wanted = _note_form(target)
         candidates = self._by_name.get(posixpath.basename(wanted))
         if not candidates:
             return None
-        exact = posixpath.normpath(wanted.lstrip("/"))
+        exact = _normal(wanted.lstrip("/"))
         if exact in candidates:
             return candidates[exact]
-        beside = posixpath.normpath(posixpath.join(posixpath.dirname(source_path.lower()), wanted))
+        folder = posixpath.dirname(source_path.lower())
+        beside = _normal(f"{folder}/{wanted}") if folder else exact
         if beside in candidates:
             return candidates[beside]
         suffix = "/" + exact.lstrip("./")
@@ -93,6 +99,11 @@ class Resolver:
         if not matches:
             return None
         return min(matches, key=lambda p: (p.count("/"), len(p), p))
+
+
+def _normal(path: str) -> str:
+    # normpath is slow and rarely needed: only for ./, ../ and doubled slashes.
+    return posixpath.normpath(path) if "./" in path or "//" in path else path
 
 
 def _resolver_from_db(session: Session, names: Iterable[str | None]) -> Resolver:
@@ -115,7 +126,7 @@ def _reresolve(session: Session, where: ColumnElement[bool]) -> int:
     resolver = _resolver_from_db(session, (row.target_name for row in rows))
     changes = []
     for row in rows:
-        resolved = resolver.resolve(row.path, Link(target=row.target))
+        resolved = resolver.resolve_note(row.path, row.target)
         if resolved != row.resolved_path:
             changes.append({"id": row.id, "resolved_path": resolved})
     _bulk_update_links(session, changes)
@@ -205,7 +216,12 @@ def _insert_children(
         ]
     for model, rows in ((NoteTag, tags), (NoteHeading, headings), (NoteLink, links)):
         for chunk in _chunks(rows):
-            session.execute(insert(model), chunk)
+            # Core executemany: the ORM would split rows by which values are None.
+            session.execute(insert(_table(model)), chunk)
+
+
+def _table(model: type[Base]) -> Table:
+    return Base.metadata.tables[model.__tablename__]
 
 
 def _link_row(
@@ -381,7 +397,9 @@ def index_vault(
             delete_notes(session, chunk)
             _set_versions(session, [(path, versions.get(path, 0), True) for path in chunk])
         summary.deleted = len(gone)
-        summary.relinked = _reresolve_all(session, resolver)
+        if summary.unchanged or summary.unreadable:
+            # Notes written by this run were resolved against the whole vault already.
+            summary.relinked = _reresolve_all(session, resolver)
     return summary
 
 
@@ -467,7 +485,7 @@ def _reresolve_all(session: Session, resolver: Resolver) -> int:
     ).all()
     changes = []
     for row in rows:
-        resolved = resolver.resolve(row.path, Link(target=row.target))
+        resolved = resolver.resolve_note(row.path, row.target)
         if resolved != row.resolved_path:
             changes.append({"id": row.id, "resolved_path": resolved})
     _bulk_update_links(session, changes)

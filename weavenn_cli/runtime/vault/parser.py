@@ -14,6 +14,7 @@ import math
 import posixpath
 import re
 import unicodedata
+from bisect import bisect_right
 from datetime import date, datetime, time
 from typing import Any, Literal
 from urllib.parse import unquote
@@ -242,7 +243,7 @@ _FENCE_OPEN = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _INLINE_MASKS = re.compile(
     r"%%.*?(?:%%|\Z)"  # Obsidian comment, may span lines; unclosed runs to the end
     r"|<!--.*?(?:-->|\Z)"  # HTML comment
-    r"|(?<!`)(`+)(?!`)(?:(?!\n[ \t]*\n).)+?(?<!`)\1(?!`)",  # inline code, within a paragraph
+    r"|(?<!`)(`+)(?!`)(?:[^\n]|\n(?![ \t]*\n))+?(?<!`)\1(?!`)",  # inline code, in a paragraph
     re.DOTALL,
 )
 
@@ -269,7 +270,10 @@ def _mask_code_and_comments(body: str) -> str:
 
 
 def _blank(match: re.Match[str]) -> str:
-    return re.sub(r"[^\n]", MASK, match.group(0))
+    text = match.group(0)
+    if "\n" not in text:
+        return MASK * len(text)
+    return "\n".join(MASK * len(line) for line in text.split("\n"))
 
 
 # -- headings, title -------------------------------------------------------------------------
@@ -300,24 +304,29 @@ def _title(frontmatter: dict[str, Any], headings: list[Heading], fallback: str) 
 
 # -- tags --------------------------------------------------------------------------------------
 
-_TAG_BODY = re.compile(r"[\w/-]+")
+# Word characters, "/" for nesting, "-", and combining accents (a decomposed é is e + U+0301).
+_TAG_CHARS = r"[\w/\-\u0300-\u036f]"
+_TAG_BODY = re.compile(_TAG_CHARS + "+")
 # After the start of a line or whitespace only: `foo#bar` and `page#section` are not tags.
-_INLINE_TAG = re.compile(r"(?:(?<=\s)|^)#([\w/-]+)", re.MULTILINE)
-_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://\S+")
+_INLINE_TAG = re.compile(r"(?:(?<=\s)|^)#(" + _TAG_CHARS + "+)", re.MULTILINE)
 _WIKILINK = re.compile(r"(!?)\[\[([^\[\]\n]*)\]\]")
 _MD_LINK = re.compile(r"(!?)\[([^\]\n]*)\]\(\s*(<[^>\n]+>|[^)\s]+)(?:\s+[\"'(][^\n]*?[\"')])?\s*\)")
 
 
 def _inline_tags(masked: str) -> list[str]:
-    text = _URL.sub(_blank, masked)
-    text = _WIKILINK.sub(_blank, text)
-    text = _MD_LINK.sub(_blank, text)
-    if not text.isascii():
-        # Decomposed accents (e + U+0301) would otherwise end a tag early.
-        text = unicodedata.normalize("NFC", text)
+    candidates = list(_INLINE_TAG.finditer(masked))
+    if not candidates:
+        return []
+    # A tag follows whitespace, so none can sit inside a URL or a Markdown link target; a
+    # wikilink may hold a space: `[[note #x]]` is a link, not a tag.
+    spans = [(m.start(), m.end()) for m in _WIKILINK.finditer(masked)]
+    starts = [start for start, _ in spans]
     tags = []
-    for match in _INLINE_TAG.finditer(text):
-        tag = match.group(1).strip("/")
+    for match in candidates:
+        index = bisect_right(starts, match.start()) - 1
+        if index >= 0 and match.start() < spans[index][1]:
+            continue
+        tag = unicodedata.normalize("NFC", match.group(1).strip("/"))
         if tag and not tag.replace("/", "").isdigit():
             tags.append(tag)
     return tags
