@@ -39,9 +39,11 @@ def parse_only(root: Path, paths: list[str]) -> float:
 
 
 def weavenn(*args: str, env: dict[str, str]) -> None:
-    subprocess.run(
-        [str(WEAVENN), *args], env={**os.environ, **env}, check=True, capture_output=True
+    result = subprocess.run(
+        [str(WEAVENN), *args], env={**os.environ, **env}, capture_output=True, text=True
     )
+    if result.returncode != 0:
+        sys.exit(f"weavenn {' '.join(args)} failed: {result.stderr.strip()}")
 
 
 def index_once(root: Path, count: int, database_url: str) -> float:

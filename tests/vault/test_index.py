@@ -9,8 +9,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.vault.conftest import write
 from weavenn_cli.runtime.db.engine import session_scope
 from weavenn_cli.runtime.vault import queries
-from weavenn_cli.runtime.vault.cache import apply_event, index_vault
+from weavenn_cli.runtime.vault.cache import apply_event
 from weavenn_cli.runtime.vault.files import PathFilter
+from weavenn_cli.runtime.vault.index import index_vault
 
 Factory = sessionmaker[Session]
 FILTER = PathFilter(("*.md",), (".obsidian", ".*"))

@@ -304,3 +304,38 @@ def test_sigterm_stops_the_command_with_exit_0(
             process.wait()
     assert process.returncode == 0, stderr
     assert "vault.file.created before.md" in stderr and "stopped after publishing 1 event" in stderr
+
+
+def test_changes_wait_out_an_unreachable_database(
+    migrated_pg_url: str, vault: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import psycopg
+
+    from tests.support import PG_ADMIN_URL
+    from weavenn_cli.runtime.db.engine import make_engine, session_factory
+
+    database = migrated_pg_url.rsplit("/", 1)[1]
+    factory = session_factory(make_engine(migrated_pg_url))
+    watcher = VaultWatcher(factory, config(vault))
+    stop = threading.Event()
+    thread = threading.Thread(target=watcher.run, args=(stop,))
+    thread.start()
+    try:
+        assert watcher.ready.wait(15)
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (database,),
+            )
+        write(vault, "during outage.md", "# written while the database was away")
+        wait_until(lambda: "cannot publish" in caplog.text, what="a failed publish attempt")
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        wait_until(lambda: events(factory, "during outage.md"), what="the event after the outage")
+        assert thread.is_alive()
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')

@@ -60,8 +60,8 @@ def index(vault: Path | None = VAULT_OPTION, as_json: bool = JSON_OPTION) -> Non
         TimeRemainingColumn,
     )
 
-    from weavenn_cli.runtime.vault.cache import index_vault
     from weavenn_cli.runtime.vault.files import PathFilter, resolve_vault
+    from weavenn_cli.runtime.vault.index import index_vault
 
     settings = get_settings()
     root = resolve_vault(vault or settings.vault_path)

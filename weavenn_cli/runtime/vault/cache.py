@@ -1,24 +1,21 @@
-"""The shadow cache: apply vault events, resolve links as Obsidian does, index a whole vault.
+"""The shadow cache: write notes, resolve links as Obsidian does, apply vault events.
 
 Every function takes the caller's session and never commits, so an event's effect commits
-with the consumer's inbox entry, and an index batch commits as one.
+with the consumer's inbox entry.
 """
 
 from __future__ import annotations
 
-import logging
 import posixpath
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, case, delete, insert, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import ColumnElement, Table, delete, insert, select, update
+from sqlalchemy.orm import Session
 
 from weavenn_cli.runtime.bus.outbox import dialect_insert
-from weavenn_cli.runtime.db.engine import session_scope
 from weavenn_cli.runtime.db.models import (
     Base,
     Note,
@@ -26,7 +23,6 @@ from weavenn_cli.runtime.db.models import (
     NoteLink,
     NoteTag,
     NoteVersion,
-    PublishedFile,
 )
 from weavenn_cli.runtime.db.types import utcnow
 from weavenn_cli.runtime.events import (
@@ -36,10 +32,7 @@ from weavenn_cli.runtime.events import (
     VAULT_FILE_UPDATED,
     VaultFileEvent,
 )
-from weavenn_cli.runtime.vault.files import PathFilter, read_note, scan_vault
-from weavenn_cli.runtime.vault.parser import Link, ParsedNote, content_hash, parse_note
-
-log = logging.getLogger(__name__)
+from weavenn_cli.runtime.vault.parser import Link, ParsedNote
 
 # Keeps IN (...) lists and executemany batches well under every driver's parameter limit.
 CHUNK = 500
@@ -109,13 +102,16 @@ def _normal(path: str) -> str:
 def _resolver_from_db(session: Session, names: Iterable[str | None]) -> Resolver:
     wanted = sorted({name for name in names if name})
     paths: list[str] = []
-    for chunk in _chunks(wanted):
+    for chunk in chunks(wanted):
         paths += session.scalars(select(Note.path).where(Note.name_key.in_(chunk))).all()
     return Resolver(paths)
 
 
-def _reresolve(session: Session, where: ColumnElement[bool]) -> int:
-    """Resolve again the note links matching `where`; returns how many changed."""
+def reresolve(
+    session: Session, where: ColumnElement[bool], resolver: Resolver | None = None
+) -> int:
+    """Resolve again the note links matching `where` (against the notes in the database,
+    unless a resolver is given); returns how many changed."""
     rows = session.execute(
         select(
             NoteLink.id, NoteLink.target, NoteLink.target_name, NoteLink.resolved_path, Note.path
@@ -123,19 +119,16 @@ def _reresolve(session: Session, where: ColumnElement[bool]) -> int:
         .join(Note, Note.id == NoteLink.note_id)
         .where(where, NoteLink.target_kind == "note")
     ).all()
-    resolver = _resolver_from_db(session, (row.target_name for row in rows))
+    if resolver is None:
+        resolver = _resolver_from_db(session, (row.target_name for row in rows))
     changes = []
     for row in rows:
         resolved = resolver.resolve_note(row.path, row.target)
         if resolved != row.resolved_path:
             changes.append({"id": row.id, "resolved_path": resolved})
-    _bulk_update_links(session, changes)
-    return len(changes)
-
-
-def _bulk_update_links(session: Session, changes: Sequence[dict[str, Any]]) -> None:
-    for chunk in _chunks(changes):
+    for chunk in chunks(changes):
         session.execute(update(NoteLink), chunk)
+    return len(changes)
 
 
 # -- writing notes ---------------------------------------------------------------------------
@@ -161,11 +154,11 @@ def store_notes(session: Session, inputs: Sequence[NoteInput], resolver: Resolve
         for item in inputs
         if item.path in existing
     ]
-    for chunk in _chunks(updates):
+    for chunk in chunks(updates):
         session.execute(update(Note), chunk)
     created = [_note_row(item, now) for item in inputs if item.path not in existing]
     ids = dict(existing)
-    for chunk in _chunks(created):
+    for chunk in chunks(created):
         returned = session.execute(
             insert(Note).returning(Note.id, Note.path, sort_by_parameter_order=True), chunk
         )
@@ -215,7 +208,7 @@ def _insert_children(
             for i, link in enumerate(item.note.links)
         ]
     for model, rows in ((NoteTag, tags), (NoteHeading, headings), (NoteLink, links)):
-        for chunk in _chunks(rows):
+        for chunk in chunks(rows):
             # Core executemany: the ORM would split rows by which values are None.
             session.execute(insert(_table(model)), chunk)
 
@@ -244,14 +237,14 @@ def _link_row(
 
 def _note_ids(session: Session, paths: Sequence[str]) -> dict[str, int]:
     ids: dict[str, int] = {}
-    for chunk in _chunks(paths):
+    for chunk in chunks(paths):
         rows = session.execute(select(Note.path, Note.id).where(Note.path.in_(chunk)))
         ids.update({path: note_id for path, note_id in rows})
     return ids
 
 
 def _delete_children(session: Session, note_ids: Sequence[int]) -> None:
-    for chunk in _chunks(note_ids):
+    for chunk in chunks(note_ids):
         for model in (NoteTag, NoteHeading, NoteLink):
             session.execute(delete(model).where(model.note_id.in_(chunk)))
 
@@ -262,10 +255,10 @@ def delete_notes(session: Session, paths: Sequence[str]) -> None:
     if not ids:
         return
     _delete_children(session, list(ids.values()))
-    for chunk in _chunks(list(ids.values())):
+    for chunk in chunks(list(ids.values())):
         session.execute(delete(Note).where(Note.id.in_(chunk)))
-    for chunk in _chunks(list(ids)):
-        _reresolve(session, NoteLink.resolved_path.in_(chunk))
+    for chunk in chunks(list(ids)):
+        reresolve(session, NoteLink.resolved_path.in_(chunk))
 
 
 # -- applying events -------------------------------------------------------------------------
@@ -317,7 +310,7 @@ def _upsert(session: Session, item: NoteInput) -> None:
     resolver.add(item.path)
     if item.path in store_notes(session, [item], resolver):
         # A new note may be what other notes' links were looking for.
-        _reresolve(session, NoteLink.target_name == name_key(item.path))
+        reresolve(session, NoteLink.target_name == name_key(item.path))
 
 
 def _apply_move(session: Session, event: VaultFileEvent) -> bool:
@@ -343,155 +336,10 @@ def _apply_move(session: Session, event: VaultFileEvent) -> bool:
     if new_won:
         _upsert(session, note_from_event(event))
         if moving is not None:
-            _reresolve(session, NoteLink.target_name == name_key(event.file_path))
+            reresolve(session, NoteLink.target_name == name_key(event.file_path))
     return new_won or old_won
 
 
-# -- indexing a whole vault ------------------------------------------------------------------
-
-
-@dataclass
-class IndexSummary:
-    scanned: int = 0
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    deleted: int = 0
-    relinked: int = 0
-    parse_errors: int = 0
-    unreadable: list[str] = field(default_factory=list)
-
-
-Progress = Callable[[int, int], None]
-
-
-def index_vault(
-    factory: sessionmaker[Session],
-    root: Path,
-    *,
-    vault_id: str,
-    path_filter: PathFilter,
-    max_text_bytes: int | None,
-    progress: Progress | None = None,
-    batch_size: int = 200,
-) -> IndexSummary:
-    """Bring the cache in line with the files: new and changed notes written, missing notes
-    deleted, every link resolved again. Batches commit one by one, so an interrupted run
-    loses nothing and the next run carries on from what is there."""
-    files = scan_vault(root, path_filter)
-    summary = IndexSummary(scanned=len(files))
-    resolver = Resolver(files)
-    with factory() as session:
-        rows = session.execute(select(Note.path, Note.content_hash))
-        known = {path: digest for path, digest in rows}
-        versions = _known_sequences(session, vault_id)
-    for start in range(0, len(files), batch_size):
-        batch = files[start : start + batch_size]
-        with session_scope(factory) as session:
-            _index_batch(session, root, batch, known, versions, resolver, max_text_bytes, summary)
-        if progress:
-            progress(start + len(batch), len(files))
-    gone = sorted(set(known) - set(files))
-    with session_scope(factory) as session:
-        for chunk in _chunks(gone):
-            delete_notes(session, chunk)
-            _set_versions(session, [(path, versions.get(path, 0), True) for path in chunk])
-        summary.deleted = len(gone)
-        if summary.unchanged or summary.unreadable:
-            # Notes written by this run were resolved against the whole vault already.
-            summary.relinked = _reresolve_all(session, resolver)
-    return summary
-
-
-def _index_batch(
-    session: Session,
-    root: Path,
-    batch: Sequence[str],
-    known: dict[str, str],
-    versions: dict[str, int],
-    resolver: Resolver,
-    max_text_bytes: int | None,
-    summary: IndexSummary,
-) -> None:
-    inputs = []
-    for path in batch:
-        try:
-            content = read_note(root, path)
-        except OSError as error:
-            log.warning("cannot read %s: %s", path, error)
-            content = None
-        if content is None:
-            summary.unreadable.append(path)
-            continue
-        digest = content_hash(content)
-        if known.get(path) == digest:
-            summary.unchanged += 1
-            continue
-        note = parse_note(path, content, max_text_bytes=max_text_bytes)
-        summary.parse_errors += bool(note.errors)
-        inputs.append(NoteInput(path, note, digest, "; ".join(note.errors) or None))
-        if path in known:
-            summary.updated += 1
-        else:
-            summary.created += 1
-    store_notes(session, inputs, resolver)
-    _set_versions(session, [(item.path, versions.get(item.path, 0), False) for item in inputs])
-
-
-def _known_sequences(session: Session, vault_id: str) -> dict[str, int]:
-    """Per path, the newest sequence the cache or the watcher has seen.
-
-    The index writes what the files say now; giving it that sequence lets a newer event
-    still apply while an older one, still queued, is skipped.
-    """
-    rows = session.execute(select(NoteVersion.path, NoteVersion.sequence))
-    sequences = {path: sequence for path, sequence in rows}
-    published = session.execute(
-        select(PublishedFile.path, PublishedFile.sequence).where(PublishedFile.vault_id == vault_id)
-    )
-    for path, sequence in published:
-        sequences[path] = max(sequence, sequences.get(path, 0))
-    return sequences
-
-
-def _set_versions(session: Session, rows: Sequence[tuple[str, int, bool]]) -> None:
-    for chunk in _chunks(rows):
-        values = [
-            {"path": path, "sequence": sequence, "deleted": deleted, "updated_at": utcnow()}
-            for path, sequence, deleted in chunk
-        ]
-        statement = dialect_insert(session)(NoteVersion).values(values)
-        newest = case(
-            (statement.excluded.sequence > NoteVersion.sequence, statement.excluded.sequence),
-            else_=NoteVersion.sequence,
-        )
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["path"],
-                set_={
-                    "sequence": newest,
-                    "deleted": statement.excluded.deleted,
-                    "updated_at": statement.excluded.updated_at,
-                },
-            )
-        )
-
-
-def _reresolve_all(session: Session, resolver: Resolver) -> int:
-    rows = session.execute(
-        select(NoteLink.id, NoteLink.target, NoteLink.resolved_path, Note.path)
-        .join(Note, Note.id == NoteLink.note_id)
-        .where(NoteLink.target_kind == "note")
-    ).all()
-    changes = []
-    for row in rows:
-        resolved = resolver.resolve_note(row.path, row.target)
-        if resolved != row.resolved_path:
-            changes.append({"id": row.id, "resolved_path": resolved})
-    _bulk_update_links(session, changes)
-    return len(changes)
-
-
-def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+def chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), CHUNK):
         yield items[start : start + CHUNK]
