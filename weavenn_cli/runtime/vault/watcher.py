@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sqlalchemy import exc, func, select
 from sqlalchemy.orm import Session, sessionmaker
+from watchfiles import Change, watch
 
 from weavenn_cli.runtime.bus.outbox import dialect_insert, enqueue
 from weavenn_cli.runtime.db.engine import session_scope
@@ -138,8 +139,6 @@ class VaultWatcher:
 
     def run(self, stop: threading.Event, *, initial_scan: bool = True) -> None:
         """Watch until `stop` is set; pending changes are published before returning."""
-        from watchfiles import watch
-
         debounce = self.config.debounce_seconds
         tick_ms = int(min(100.0, max(20.0, debounce * 1000 / 4)))
         changes = watch(
@@ -159,35 +158,36 @@ class VaultWatcher:
             published = self.reconcile()
             log.info("initial scan: %d change(s) published", published)
         self.ready.set()
-        self._note_changes(path for _, path in first)
+        self._note_changes(first)
         for batch in changes:
-            self._note_changes(path for _, path in batch)
+            self._note_changes(batch)
             self._flush(force=False)
             if stop.is_set():
                 break
         self._flush(force=True)
 
-    def _note_changes(self, absolute_paths: Iterable[str]) -> None:
+    def _note_changes(self, batch: Iterable[tuple[Change, str]]) -> None:
         now = time.monotonic()
-        for absolute in absolute_paths:
-            for relative in self._affected(Path(absolute)):
+        for change, absolute in batch:
+            for relative in self._affected(Path(absolute), added=change == Change.added):
                 pending = self._pending.get(relative)
                 if pending is None:
                     self._pending[relative] = _Pending(now, now)
                 else:
                     pending.last_seen = now
 
-    def _affected(self, absolute: Path) -> list[str]:
+    def _affected(self, absolute: Path, *, added: bool) -> list[str]:
         """The note paths a change of `absolute` may concern (a folder concerns its notes)."""
         relative = relative_to_vault(self.config.root, absolute)
         if relative is None or relative == "." or self.config.path_filter.ignores(relative):
             return []
         affected = []
         if absolute.is_dir():
-            affected += scan_folder(self.config.root, absolute, self.config.path_filter)
+            if added:  # a folder that appeared, maybe with notes already in it
+                affected += scan_folder(self.config.root, absolute, self.config.path_filter)
         elif self.config.path_filter.accepts(relative):
             affected.append(relative)
-        if not absolute.is_file():
+        if relative not in self._published and not absolute.exists():
             # A folder removed or renamed: inotify reports the folder, not its notes.
             prefix = relative + "/"
             affected += [path for path in self._live_paths() if path.startswith(prefix)]
