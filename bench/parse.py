@@ -1,9 +1,11 @@
-"""Parse-only throughput of the vault parser against `weavenn vault index` on SQLite and
-PostgreSQL, measured in one run on one generated vault.
+"""Parse-only throughput of the vault parser against `weavenn vault index` and against
+applying vault events to the cache (what mcp-sync does per message, one transaction each),
+on SQLite and PostgreSQL, measured in one run on one generated vault.
 
-    python bench/parse.py [--notes 10000] [--runs 3] [--pg-admin-url postgresql://postgres@127.0.0.1:5432/postgres]
+    python bench/parse.py [--notes 10000] [--runs 3] [--events 2000]
+        [--pg-admin-url postgresql://postgres@127.0.0.1:5432/postgres]
 
-Prints notes/s (median of the runs) and the ratio index/parse: how much of the parser's
+Prints notes/s (median of the runs) and the ratio to parse-only: how much of the parser's
 speed survives hashing, writing rows, full-text indexing and resolving links.
 """
 
@@ -17,6 +19,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -26,7 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from vaultgen import generate
 
+from weavenn_cli.runtime import schema
+from weavenn_cli.runtime.db.engine import make_engine, session_factory, session_scope
+from weavenn_cli.runtime.events import VaultFileEvent
+from weavenn_cli.runtime.vault.cache import apply_event
 from weavenn_cli.runtime.vault.parser import parse_note
+from weavenn_cli.runtime.vault.publish import vault_event
 
 WEAVENN = Path(sys.executable).parent / "weavenn"
 
@@ -58,22 +67,63 @@ def index_sqlite(root: Path, count: int, workdir: Path, run: int) -> float:
     return index_once(root, count, f"sqlite:///{workdir / f'bench-{run}.db'}")
 
 
-def index_postgres(root: Path, count: int, admin_url: str) -> float:
+@contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
     name = f"weavenn_bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        base = admin_url.rsplit("/", 1)[0]
-        return index_once(root, count, f"{base}/{name}")
+        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def index_postgres(root: Path, count: int, admin_url: str) -> float:
+    with postgres_database(admin_url) as url:
+        return index_once(root, count, url)
+
+
+def vault_events(root: Path, paths: list[str]) -> list[VaultFileEvent]:
+    return [
+        vault_event(
+            vault_id="bench",
+            kind="vault.file.created",
+            path=path,
+            sequence=sequence,
+            content=(root / path).read_bytes(),
+            max_text_bytes=262_144,
+            max_event_bytes=1_048_576,
+        )
+        for sequence, path in enumerate(paths, start=1)
+    ]
+
+
+def apply_once(events: list[VaultFileEvent], database_url: str) -> float:
+    schema.upgrade(database_url)
+    engine = make_engine(database_url)
+    factory = session_factory(engine)
+    started = time.perf_counter()
+    for event in events:
+        with session_scope(factory) as session:
+            apply_event(session, event)
+    elapsed = time.perf_counter() - started
+    engine.dispose()
+    return len(events) / elapsed
+
+
+def apply_postgres(events: list[VaultFileEvent], admin_url: str) -> float:
+    with postgres_database(admin_url) as url:
+        return apply_once(events, url)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notes", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--events", type=int, default=2000, help="events applied one transaction each"
+    )
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="weavenn-bench-") as tmp:
@@ -85,16 +135,25 @@ def main() -> None:
         parse = [parse_only(root, paths) for _ in range(args.runs)]
         sqlite = [index_sqlite(root, len(paths), workdir, run) for run in range(args.runs)]
         postgres = [index_postgres(root, len(paths), args.pg_admin_url) for _ in range(args.runs)]
+        # Events as the watcher publishes them; building them (parsing) is not timed here.
+        events = vault_events(root, paths[: args.events])
+        apply_sqlite = [
+            apply_once(events, f"sqlite:///{workdir / f'apply-{run}.db'}")
+            for run in range(args.runs)
+        ]
+        apply_pg = [apply_postgres(events, args.pg_admin_url) for _ in range(args.runs)]
     base = statistics.median(parse)
-    print(f"{'measure':<36}{'notes/s (median)':>18}{'runs':>34}{'ratio':>8}")
+    print(f"{'measure':<40}{'notes/s (median)':>18}{'runs':>30}{'ratio':>8}")
     for label, values in (
         ("parse only (baseline)", parse),
         ("weavenn vault index, SQLite", sqlite),
         ("weavenn vault index, PostgreSQL", postgres),
+        (f"apply {len(events)} events, SQLite", apply_sqlite),
+        (f"apply {len(events)} events, PostgreSQL", apply_pg),
     ):
         runs = ", ".join(f"{v:,.0f}" for v in values)
         median = statistics.median(values)
-        print(f"{label:<36}{median:>18,.0f}{runs:>34}{median / base:>8.2f}")
+        print(f"{label:<40}{median:>18,.0f}{runs:>30}{median / base:>8.2f}")
 
 
 if __name__ == "__main__":

@@ -39,4 +39,4 @@ def watch(
         signal.signal(signum, lambda *_: stop.set())
     stderr.print(f"watching {config.root} (vault {config.vault_id}); Ctrl-C or SIGTERM stops")
     watcher.run(stop, initial_scan=not no_initial_scan)
-    stderr.print(f"stopped after publishing {watcher.stats.published} event(s)")
+    stderr.print(f"stopped after publishing {watcher.published} event(s)")

@@ -10,9 +10,10 @@ import posixpath
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, delete, insert, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from weavenn_cli.runtime.bus.outbox import dialect_insert
@@ -99,26 +100,37 @@ def _normal(path: str) -> str:
     return posixpath.normpath(path) if "./" in path or "//" in path else path
 
 
+# Built once: an expanding IN spares rebuilding (and re-caching) the statement per call.
+_PATHS_BY_NAME = select(Note.path).where(Note.name_key.in_(bindparam("names", expanding=True)))
+_IDS_BY_PATH = select(Note.path, Note.id).where(Note.path.in_(bindparam("paths", expanding=True)))
+
+
 def _resolver_from_db(session: Session, names: Iterable[str | None]) -> Resolver:
     wanted = sorted({name for name in names if name})
     paths: list[str] = []
     for chunk in chunks(wanted):
-        paths += session.scalars(select(Note.path).where(Note.name_key.in_(chunk))).all()
+        paths += session.scalars(_PATHS_BY_NAME, {"names": list(chunk)}).all()
     return Resolver(paths)
 
 
+_NOTE_LINKS = (
+    select(NoteLink.id, NoteLink.target, NoteLink.target_name, NoteLink.resolved_path, Note.path)
+    .join(Note, Note.id == NoteLink.note_id)
+    .where(NoteLink.target_kind == "note")
+)
+# Links that name a file, as a bound parameter so the statement is compiled once.
+NAMING = NoteLink.target_name == bindparam("name")
+
+
 def reresolve(
-    session: Session, where: ColumnElement[bool], resolver: Resolver | None = None
+    session: Session,
+    where: ColumnElement[bool],
+    resolver: Resolver | None = None,
+    params: dict[str, Any] | None = None,
 ) -> int:
     """Resolve again the note links matching `where` (against the notes in the database,
     unless a resolver is given); returns how many changed."""
-    rows = session.execute(
-        select(
-            NoteLink.id, NoteLink.target, NoteLink.target_name, NoteLink.resolved_path, Note.path
-        )
-        .join(Note, Note.id == NoteLink.note_id)
-        .where(where, NoteLink.target_kind == "note")
-    ).all()
+    rows = session.execute(_NOTE_LINKS.where(where), params or {}).all()
     if resolver is None:
         resolver = _resolver_from_db(session, (row.target_name for row in rows))
     changes = []
@@ -159,8 +171,9 @@ def store_notes(session: Session, inputs: Sequence[NoteInput], resolver: Resolve
     created = [_note_row(item, now) for item in inputs if item.path not in existing]
     ids = dict(existing)
     for chunk in chunks(created):
+        notes = _table(Note)
         returned = session.execute(
-            insert(Note).returning(Note.id, Note.path, sort_by_parameter_order=True), chunk
+            insert(notes).returning(notes.c.id, notes.c.path, sort_by_parameter_order=True), chunk
         )
         ids.update({row.path: row.id for row in returned})
     _insert_children(session, inputs, ids, resolver)
@@ -238,7 +251,7 @@ def _link_row(
 def _note_ids(session: Session, paths: Sequence[str]) -> dict[str, int]:
     ids: dict[str, int] = {}
     for chunk in chunks(paths):
-        rows = session.execute(select(Note.path, Note.id).where(Note.path.in_(chunk)))
+        rows = session.execute(_IDS_BY_PATH, {"paths": list(chunk)})
         ids.update({path: note_id for path, note_id in rows})
     return ids
 
@@ -270,15 +283,27 @@ def _claim(session: Session, path: str, sequence: int, *, deleted: bool) -> bool
     One conditional upsert, so two consumers applying events of the same path concurrently
     cannot both win: the database serialises them on the row.
     """
-    statement = dialect_insert(session)(NoteVersion).values(
-        path=path, sequence=sequence, deleted=deleted, updated_at=utcnow()
-    )
-    statement = statement.on_conflict_do_update(
+    values = {"path": path, "sequence": sequence, "deleted": deleted, "updated_at": utcnow()}
+    return session.execute(_claim_statement(session), values).first() is not None
+
+
+@cache
+def _claim_statement_for(insert_for: Any) -> Any:
+    # Built once per dialect: compiled once, not per event.
+    statement = insert_for(_table(NoteVersion))
+    return statement.on_conflict_do_update(
         index_elements=["path"],
-        set_={"sequence": sequence, "deleted": deleted, "updated_at": utcnow()},
-        where=NoteVersion.sequence < sequence,
-    ).returning(NoteVersion.path)
-    return session.execute(statement).first() is not None
+        set_={
+            "sequence": statement.excluded.sequence,
+            "deleted": statement.excluded.deleted,
+            "updated_at": statement.excluded.updated_at,
+        },
+        where=_table(NoteVersion).c.sequence < statement.excluded.sequence,
+    ).returning(_table(NoteVersion).c.path)
+
+
+def _claim_statement(session: Session) -> Any:
+    return _claim_statement_for(dialect_insert(session))
 
 
 def note_from_event(event: VaultFileEvent) -> NoteInput:
@@ -305,12 +330,13 @@ def apply_event(session: Session, event: VaultFileEvent) -> bool:
 
 
 def _upsert(session: Session, item: NoteInput) -> None:
-    names = [target_name(link) for link in item.note.links]
+    # The candidates for the note's own links, and for links elsewhere that name this note.
+    names = [target_name(link) for link in item.note.links] + [name_key(item.path)]
     resolver = _resolver_from_db(session, names)
     resolver.add(item.path)
     if item.path in store_notes(session, [item], resolver):
         # A new note may be what other notes' links were looking for.
-        reresolve(session, NoteLink.target_name == name_key(item.path))
+        reresolve(session, NAMING, resolver, {"name": name_key(item.path)})
 
 
 def _apply_move(session: Session, event: VaultFileEvent) -> bool:
@@ -336,7 +362,7 @@ def _apply_move(session: Session, event: VaultFileEvent) -> bool:
     if new_won:
         _upsert(session, note_from_event(event))
         if moving is not None:
-            reresolve(session, NoteLink.target_name == name_key(event.file_path))
+            reresolve(session, NAMING, params={"name": name_key(event.file_path)})
     return new_won or old_won
 
 

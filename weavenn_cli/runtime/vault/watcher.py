@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import exc, func, select
@@ -73,12 +73,6 @@ class _Pending:
     last_seen: float
 
 
-@dataclass
-class WatchStats:
-    published: int = 0
-    by_kind: dict[str, int] = field(default_factory=dict)
-
-
 OnCommit = Callable[[int], None]
 
 
@@ -95,7 +89,7 @@ class VaultWatcher:
         self.factory = factory
         self.config = config
         self.on_commit = on_commit
-        self.stats = WatchStats()
+        self.published = 0  # events published since this watcher started
         # Set once changes are being watched (and the initial scan, if any, is published).
         self.ready = threading.Event()
         self._pending: dict[str, _Pending] = {}
@@ -285,8 +279,7 @@ class VaultWatcher:
             self._published[change.path] = change.digest
             if change.old_path:
                 self._published[change.old_path] = None
-            self.stats.published += 1
-            self.stats.by_kind[event.event_type] = self.stats.by_kind.get(event.event_type, 0) + 1
+            self.published += 1
             log.log(level, "%s %s", event.event_type, _describe(change))
         if self.on_commit is not None:
             self.on_commit(len(events))
