@@ -76,8 +76,6 @@ def test_a_delivered_event_lands_in_the_cache(sessions: Factory, make_event) -> 
     ],
     ids=["missing-fields", "unknown-type", "no-note", "move-without-old-path", "malformed-note"],
 )
-def test_a_malformed_body_is_a_permanent_error(
-    migrated_sqlite_url: str, sqlite_sessions: Factory, body: dict
-) -> None:
+def test_a_malformed_body_is_a_permanent_error(sqlite_sessions: Factory, body: dict) -> None:
     with pytest.raises(PermanentError):
         deliver(sqlite_sessions, body)

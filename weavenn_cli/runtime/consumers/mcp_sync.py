@@ -5,6 +5,7 @@ Everything it needs travels in the event (the parsed note), so it runs without t
 
 from __future__ import annotations
 
+import logging
 from typing import ClassVar
 
 from pydantic import ValidationError
@@ -13,6 +14,8 @@ from sqlalchemy.orm import Session
 from weavenn_cli.runtime.consumers.base import Delivery, PermanentError
 from weavenn_cli.runtime.events import VAULT_FILE_DELETED, VAULT_FILE_MOVED, VaultFileEvent
 from weavenn_cli.runtime.vault import cache
+
+log = logging.getLogger(__name__)
 
 
 class McpSyncConsumer:
@@ -23,11 +26,18 @@ class McpSyncConsumer:
     def handle(self, session: Session, delivery: Delivery) -> None:
         event = _vault_event(delivery)
         try:
-            cache.apply_event(session, event)
+            applied = cache.apply_event(session, event)
         except ValidationError as error:
             raise PermanentError(
                 f"note of {event.file_path} is malformed: {_reason(error)}"
             ) from None
+        if not applied:
+            log.debug(
+                "%s of %s (sequence %d) is older than the cache: skipped",
+                event.event_type,
+                event.file_path,
+                event.sequence,
+            )
 
 
 def _vault_event(delivery: Delivery) -> VaultFileEvent:
