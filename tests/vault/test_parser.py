@@ -118,6 +118,10 @@ def test_no_tags_inside_urls() -> None:
     assert parse("see https://example.com/page #real and http://x.org/#frag").tags == ["real"]
 
 
+def test_no_tags_inside_wikilinks() -> None:
+    assert parse("[[Note #not-a-tag]] #tag").tags == ["tag"]
+
+
 def test_no_tags_inside_words() -> None:
     assert parse("C#sharp foo#bar issue#12 #ok").tags == ["ok"]
 

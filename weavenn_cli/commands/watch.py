@@ -19,7 +19,7 @@ def watch(
         False, "--no-initial-scan", help="Do not publish changes made while the watcher was down."
     ),
 ) -> None:
-    """Watch the vault and publish its changes as events (to the outbox, then the bus)."""
+    """Watch the vault and write each change as an event to the outbox."""
     from weavenn_cli.runtime.vault.database import vault_sessions
     from weavenn_cli.runtime.vault.files import PathFilter, resolve_vault
     from weavenn_cli.runtime.vault.watcher import VaultWatcher, WatchConfig
