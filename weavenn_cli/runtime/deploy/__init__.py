@@ -1,0 +1,1 @@
+"""Deployment: values, rendering of Compose and Kubernetes manifests, validation, cluster ops."""
