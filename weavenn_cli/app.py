@@ -10,8 +10,10 @@ import typer
 from typer.core import TyperGroup
 
 from weavenn_cli import __version__
+from weavenn_cli.commands import compose as compose_commands
 from weavenn_cli.commands import config as config_commands
 from weavenn_cli.commands import doctor as doctor_commands
+from weavenn_cli.commands import k8s as k8s_commands
 from weavenn_cli.commands import migrate as migrate_commands
 from weavenn_cli.commands import serve as serve_commands
 from weavenn_cli.commands import vault as vault_commands
@@ -94,6 +96,8 @@ app.command("doctor")(doctor_commands.doctor)
 app.command("serve")(serve_commands.serve)
 app.add_typer(vault_commands.app, name="vault")
 app.command("watch")(watch_commands.watch)
+app.add_typer(compose_commands.app, name="compose")
+app.add_typer(k8s_commands.app, name="k8s")
 
 
 def main() -> None:
