@@ -315,15 +315,15 @@ def deployment_state(item: dict[str, Any]) -> RolloutState:
     available = int(status.get("availableReplicas") or 0)
     ready = int(status.get("readyReplicas") or 0)
     if int(metadata.get("generation") or 0) > int(status.get("observedGeneration") or 0):
-        state = "waiting for the controller to see the new spec"
+        state = "pending: new spec not yet observed"
     elif _condition_reason(status, "Progressing") == "ProgressDeadlineExceeded":
         state = "failed: progress deadline exceeded"
     elif updated < desired:
-        state = f"rolling out: {updated} of {desired} updated"
+        state = f"progressing: {updated}/{desired} updated"
     elif total > updated:
-        state = f"rolling out: {total - updated} old replicas terminating"
+        state = f"progressing: {total - updated} old terminating"
     elif available < updated:
-        state = f"rolling out: {available} of {updated} updated replicas available"
+        state = f"progressing: {available}/{updated} available"
     else:
         state = "rolled out"
     done = state == "rolled out"
@@ -338,11 +338,11 @@ def statefulset_state(item: dict[str, Any]) -> RolloutState:
     updated = int(status.get("updatedReplicas") or 0)
     available = int(status.get("availableReplicas") or ready)
     if int(metadata.get("generation") or 0) > int(status.get("observedGeneration") or 0):
-        state = "waiting for the controller to see the new spec"
+        state = "pending: new spec not yet observed"
     elif ready < desired:
-        state = f"rolling out: {ready} of {desired} ready"
+        state = f"progressing: {ready}/{desired} ready"
     elif status.get("updateRevision") != status.get("currentRevision"):
-        state = f"rolling out: {updated} of {desired} updated"
+        state = f"progressing: {updated}/{desired} updated"
     else:
         state = "rolled out"
     done = state == "rolled out"
