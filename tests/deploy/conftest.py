@@ -17,3 +17,36 @@ def kube_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runnin
         config = running.kubeconfig(tmp_path / "kubeconfig")
         monkeypatch.setenv("KUBECONFIG", str(config))
         yield running
+
+
+@pytest.fixture(autouse=True)
+def no_values_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's WEAVENN_VALUES__* must not leak into rendered test output."""
+    import os
+
+    for name in list(os.environ):
+        if name.upper().startswith("WEAVENN_VALUES__"):
+            monkeypatch.delenv(name)
+
+
+def assert_golden(path: Path, text: str, update: bool) -> None:
+    """Compare with a reviewed golden file; `pytest --update-golden` rewrites it."""
+    import difflib
+
+    if update:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return
+    assert path.is_file(), f"{path} missing: run pytest --update-golden and review it"
+    expected = path.read_text(encoding="utf-8")
+    if text != expected:
+        diff = "".join(
+            difflib.unified_diff(
+                expected.splitlines(keepends=True),
+                text.splitlines(keepends=True),
+                fromfile=f"golden/{path.name}",
+                tofile="rendered",
+                n=2,
+            )
+        )
+        pytest.fail(f"{path.name} differs (review, then pytest --update-golden):\n{diff[:4000]}")

@@ -35,6 +35,8 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,
     )
+    # Jinja's own `namespace` global would silently stand in for a missing `namespace` value.
+    del env.globals["namespace"]
     # JSON is YAML: every string a user controls goes through `q`, so quoting is never wrong.
     env.filters["q"] = lambda value: json.dumps(value, ensure_ascii=False)
     return env
