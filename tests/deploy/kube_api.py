@@ -443,12 +443,23 @@ def _strip_hash(template: dict[str, Any]) -> dict[str, Any]:
     return template
 
 
+def _parse_body(raw: bytes) -> Any:
+    """Clients send JSON (which is YAML) even for apply-patch+yaml; real YAML is accepted too."""
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return yaml.safe_load(raw)
+
+
 # -- the HTTP server -------------------------------------------------------------------------
 
 
 def _handler(api: KubeApiStandIn) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # one response, no 40 ms delayed-ACK stalls
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass
@@ -465,7 +476,7 @@ def _handler(api: KubeApiStandIn) -> type[BaseHTTPRequestHandler]:
                     url.path,
                     {k: v[-1] for k, v in parse_qs(url.query).items()},
                     self.headers.get("Content-Type", ""),
-                    yaml.safe_load(raw) if raw else None,
+                    _parse_body(raw),
                 )
                 code, body = api.handle(request)
             except ApiError as error:

@@ -130,7 +130,9 @@ def diff(
     try:
         manifests = _manifests(environment, values_files, sets, include_secrets, source)
         with cluster.Cluster(context) as connection, _progress(len(manifests)) as advance:
-            changes = cluster.plan(connection, manifests, apply=False, on_change=advance)
+            changes = cluster.plan(
+                connection, manifests, apply=False, with_diff=True, on_change=advance
+            )
     except WeavennError as error:
         raise WeavennError(error.message, exit_code=max(error.exit_code, 2)) from None
     changed = [change for change in changes if change.action != "unchanged"]
@@ -248,6 +250,6 @@ def _progress(total: int) -> Iterator[Callable[[Change], None]]:
     """A progress bar on stderr, advanced once per object."""
     from rich.progress import Progress
 
-    with Progress(console=stderr, transient=True) as bar:
+    with Progress(console=stderr, transient=True, disable=not stderr.is_terminal) as bar:
         task = bar.add_task("objects", total=total)
         yield lambda change: bar.update(task, advance=1, description=change.ref)

@@ -212,6 +212,7 @@ def plan(
     *,
     apply: bool,
     force: bool = False,
+    with_diff: bool = False,
     on_change: Callable[[Change], None] = lambda change: None,
 ) -> list[Change]:
     """Server-side apply each object (for real, or as a dry run when `apply` is false) and
@@ -220,24 +221,28 @@ def plan(
     for manifest in sorted(manifests, key=lambda m: kind_rank(m.kind)):
         live = cluster.get(manifest.api_version, manifest.kind, manifest.name, manifest.namespace)
         result = cluster.server_side_apply(manifest, force=force, dry_run=not apply)
-        change = _compare(manifest.ref, live, result)
+        change = _compare(manifest.ref, live, result, with_diff)
         on_change(change)
         changes.append(change)
     return changes
 
 
-def _compare(ref: str, live: dict[str, Any] | None, result: dict[str, Any]) -> Change:
-    before = dump(comparable(live)) if live is not None else ""
-    after = dump(comparable(result))
-    if before == after:
+def _compare(
+    ref: str, live: dict[str, Any] | None, result: dict[str, Any], with_diff: bool
+) -> Change:
+    before, after = comparable(live), comparable(result)
+    if live is not None and before == after:
         return Change(ref, "unchanged")
+    action = "created" if live is None else "configured"
+    if not with_diff:
+        return Change(ref, action)
     lines = difflib.unified_diff(
-        before.splitlines(keepends=True),
-        after.splitlines(keepends=True),
+        (dump(before) if live is not None else "").splitlines(keepends=True),
+        dump(after).splitlines(keepends=True),
         fromfile=f"live/{ref}",
         tofile=f"merged/{ref}",
     )
-    return Change(ref, "created" if live is None else "configured", "".join(lines))
+    return Change(ref, action, "".join(lines))
 
 
 def comparable(body: dict[str, Any] | None) -> dict[str, Any]:
