@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,27 @@ def assert_golden(path: Path, text: str, update: bool) -> None:
             )
         )
         pytest.fail(f"{path.name} differs (review, then pytest --update-golden):\n{diff[:4000]}")
+
+
+@pytest.fixture
+def invoke() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """The `weavenn` command run in this process (as `run_weavenn` does in a subprocess):
+    the same code path from the root group down, without an interpreter start per call."""
+    from typer.testing import CliRunner
+
+    from weavenn_cli.app import app
+
+    def run(
+        *args: str, env: dict[str, str] | None = None, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        result = CliRunner().invoke(app, list(args), env=env)
+        completed = subprocess.CompletedProcess(
+            ["weavenn", *args], result.exit_code, result.stdout, result.stderr
+        )
+        if check and result.exit_code != 0:
+            raise AssertionError(
+                f"weavenn {' '.join(args)} exited {result.exit_code}: {result.stderr}"
+            )
+        return completed
+
+    return run

@@ -171,7 +171,10 @@ class KubeApiStandIn:
                     {
                         "name": group,
                         "versions": [{"groupVersion": f"{group}/{version}", "version": version}],
-                        "preferredVersion": {"groupVersion": f"{group}/{version}", "version": version},
+                        "preferredVersion": {
+                            "groupVersion": f"{group}/{version}",
+                            "version": version,
+                        },
                     }
                     for group, version in groups
                 ],
@@ -197,7 +200,9 @@ class KubeApiStandIn:
                 }
         return None
 
-    def _get(self, kind: Kind, namespace: str, name: str | None, query: dict[str, str]) -> dict[str, Any]:
+    def _get(
+        self, kind: Kind, namespace: str, name: str | None, query: dict[str, str]
+    ) -> dict[str, Any]:
         if name is not None:
             return copy.deepcopy(self._existing(kind, namespace, name).body)
         wanted = _parse_selector(query.get("labelSelector", ""))
@@ -224,25 +229,35 @@ class KubeApiStandIn:
             raise ApiError(404, "NotFound", f'{resource} "{name}" not found')
         return stored
 
-    def _delete(self, kind: Kind, namespace: str, name: str, query: dict[str, str]) -> dict[str, Any]:
+    def _delete(
+        self, kind: Kind, namespace: str, name: str, query: dict[str, str]
+    ) -> dict[str, Any]:
         self._existing(kind, namespace, name)
         if query.get("dryRun") != "All":
             del self.objects[(kind.plural, namespace, name)]
         return {"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}}
 
-    def _patch(self, kind: Kind, namespace: str, name: str, request: Request) -> tuple[int, dict[str, Any]]:
+    def _patch(
+        self, kind: Kind, namespace: str, name: str, request: Request
+    ) -> tuple[int, dict[str, Any]]:
         dry_run = request.query.get("dryRun") == "All"
         if request.content_type.startswith("application/apply-patch+yaml"):
             manager = request.query.get("fieldManager")
             if not manager:
-                raise ApiError(400, "BadRequest", "PATCH: fieldManager is required for apply requests")
+                raise ApiError(
+                    400, "BadRequest", "PATCH: fieldManager is required for apply requests"
+                )
             force = request.query.get("force") in ("true", "True")
             created, stored = self._apply(kind, namespace, name, request.body, manager, force)
         elif request.content_type.startswith("application/json-patch+json"):
             manager = request.query.get("fieldManager", "unknown")
             created, stored = False, self._json_patch(kind, namespace, name, request.body, manager)
         else:
-            raise ApiError(415, "UnsupportedMediaType", f"the media type {request.content_type!r} is not supported")
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"the media type {request.content_type!r} is not supported",
+            )
         if not dry_run:
             self._store(kind, namespace, name, stored)
         return (201 if created else 200), copy.deepcopy(stored.body)
@@ -261,8 +276,7 @@ class KubeApiStandIn:
         conflicts = sorted(
             ".".join(path)
             for path, value in applied.items()
-            if _lookup(live, path) not in (None, value)
-            and owners.get(path, set()) - {manager}
+            if _lookup(live, path) not in (None, value) and owners.get(path, set()) - {manager}
         )
         if conflicts and not force:
             holders = sorted({m for p in applied for m in owners.get(p, set()) - {manager}})
@@ -289,7 +303,9 @@ class KubeApiStandIn:
             body["metadata"]["namespace"] = namespace
         return existing is None, Stored(body, owners)
 
-    def _json_patch(self, kind: Kind, namespace: str, name: str, operations: Any, manager: str) -> Stored:
+    def _json_patch(
+        self, kind: Kind, namespace: str, name: str, operations: Any, manager: str
+    ) -> Stored:
         existing = self._existing(kind, namespace, name)
         body = copy.deepcopy(existing.body)
         for op in operations:
@@ -316,7 +332,13 @@ class KubeApiStandIn:
         spec_changed = previous is None or previous.body.get("spec") != stored.body.get("spec")
         meta["generation"] = int(meta.get("generation", 0)) + (1 if spec_changed else 0)
         meta["managedFields"] = [
-            {"manager": m, "operation": "Apply", "apiVersion": kind.api_version, "fieldsType": "FieldsV1", "fieldsV1": {}}
+            {
+                "manager": m,
+                "operation": "Apply",
+                "apiVersion": kind.api_version,
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {},
+            }
             for m in sorted({m for holders in stored.owners.values() for m in holders})
         ]
         self.objects[(kind.plural, namespace, name)] = stored
@@ -332,16 +354,27 @@ class KubeApiStandIn:
             for (plural, ns, _), stored in self.objects.items()
             if plural == "replicasets"
             and ns == namespace
-            and any(ref.get("uid") == meta["uid"] for ref in stored.body["metadata"].get("ownerReferences", []))
+            and any(
+                ref.get("uid") == meta["uid"]
+                for ref in stored.body["metadata"].get("ownerReferences", [])
+            )
         ]
         revisions = [int(rs["metadata"].get("annotations", {}).get(REVISION, 0)) for rs in owned]
-        template_hash = hashlib.sha256(json.dumps(spec["template"], sort_keys=True).encode()).hexdigest()[:10]
-        current = next((rs for rs in owned if _strip_hash(rs["spec"]["template"]) == spec["template"]), None)
-        if current is None or int(current["metadata"]["annotations"][REVISION]) != max(revisions, default=0):
+        template_hash = hashlib.sha256(
+            json.dumps(spec["template"], sort_keys=True).encode()
+        ).hexdigest()[:10]
+        current = next(
+            (rs for rs in owned if _strip_hash(rs["spec"]["template"]) == spec["template"]), None
+        )
+        if current is None or int(current["metadata"]["annotations"][REVISION]) != max(
+            revisions, default=0
+        ):
             revision = str(max(revisions, default=0) + 1)
             if current is None:
                 template = copy.deepcopy(spec["template"])
-                template.setdefault("metadata", {}).setdefault("labels", {})["pod-template-hash"] = template_hash
+                template.setdefault("metadata", {}).setdefault("labels", {})[
+                    "pod-template-hash"
+                ] = template_hash
                 current = self.put(
                     {
                         "apiVersion": "apps/v1",
@@ -352,10 +385,20 @@ class KubeApiStandIn:
                             "labels": dict(template["metadata"]["labels"]),
                             "annotations": {REVISION: revision},
                             "ownerReferences": [
-                                {"apiVersion": "apps/v1", "kind": "Deployment", "name": meta["name"], "uid": meta["uid"], "controller": True}
+                                {
+                                    "apiVersion": "apps/v1",
+                                    "kind": "Deployment",
+                                    "name": meta["name"],
+                                    "uid": meta["uid"],
+                                    "controller": True,
+                                }
                             ],
                         },
-                        "spec": {"replicas": spec.get("replicas", 1), "selector": spec["selector"], "template": template},
+                        "spec": {
+                            "replicas": spec.get("replicas", 1),
+                            "selector": spec["selector"],
+                            "template": template,
+                        },
                     }
                 )
             else:
@@ -369,7 +412,9 @@ class KubeApiStandIn:
             "updatedReplicas": replicas,
             "readyReplicas": replicas,
             "availableReplicas": replicas,
-            "conditions": [{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}],
+            "conditions": [
+                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}
+            ],
         }
 
 
@@ -507,7 +552,9 @@ class RunningApi:
                     "kind": "Config",
                     "clusters": [{"name": "stand-in", "cluster": {"server": self.url}}],
                     "users": [{"name": "tester", "user": {"token": TOKEN}}],
-                    "contexts": [{"name": "stand-in", "context": {"cluster": "stand-in", "user": "tester"}}],
+                    "contexts": [
+                        {"name": "stand-in", "context": {"cluster": "stand-in", "user": "tester"}}
+                    ],
                     "current-context": "stand-in",
                 }
             )

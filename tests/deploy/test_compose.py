@@ -19,8 +19,15 @@ from weavenn_cli.runtime.deploy.values import load_values
 
 GOLDEN = Path(__file__).parent / "golden"
 LONG_RUNNING = {
-    "rabbitmq", "mcp-server", "file-watcher", "relay", "mcp-sync", "git-consumer",
-    "agent-tasks", "n8n-workflows", "n8n",
+    "rabbitmq",
+    "mcp-server",
+    "file-watcher",
+    "relay",
+    "mcp-sync",
+    "git-consumer",
+    "agent-tasks",
+    "n8n-workflows",
+    "n8n",
 }
 WEAVENN = LONG_RUNNING - {"rabbitmq", "n8n"}
 
@@ -36,12 +43,18 @@ def render(*sets: str) -> compose.RenderedCompose:
 
 
 @pytest.mark.parametrize(("name", "args"), [("default", []), ("postgres", ["--with-postgres"])])
-def test_rendered_files_match_the_golden_files(name: str, args: list[str], run_weavenn, tmp_path: Path, update_golden) -> None:
+def test_rendered_files_match_the_golden_files(
+    name: str, args: list[str], run_weavenn, tmp_path: Path, update_golden
+) -> None:
     output = tmp_path / "stack" / "docker-compose.yml"
     result = run_weavenn("compose", "render", "--output", str(output), *args)
     assert result.returncode == 0, result.stderr
     assert_golden(GOLDEN / f"compose-{name}.yml", output.read_text(), update_golden)
-    assert_golden(GOLDEN / f"compose-{name}.env.example", (output.parent / ".env.example").read_text(), update_golden)
+    assert_golden(
+        GOLDEN / f"compose-{name}.env.example",
+        (output.parent / ".env.example").read_text(),
+        update_golden,
+    )
 
 
 def test_render_to_stdout_is_the_compose_file_and_deterministic(run_weavenn) -> None:
@@ -74,21 +87,36 @@ def test_services_volumes_and_startup_order() -> None:
         assert services[name]["restart"] == "unless-stopped", name
         assert services[name]["healthcheck"]["test"][0] == "CMD", name
     for name in WEAVENN:
-        assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+        assert services[name]["depends_on"]["migrate"] == {
+            "condition": "service_completed_successfully"
+        }
         assert services[name]["depends_on"]["rabbitmq"] == {"condition": "service_healthy"}
     assert services["migrate"]["command"] == ["migrate", "db"]
     assert services["migrate"]["restart"] == "no"
     assert services["mcp-server"]["command"] == ["serve", "--host", "0.0.0.0", "--port", "8000"]
     assert services["file-watcher"]["command"] == ["watch"]
-    assert services["git-consumer"]["command"] == ["consume", "git-auto-commit", "--metrics-port", "9100"]
-    assert services["file-watcher"]["volumes"] == ["weavenn_data:/app/data", "${VAULT_DIR:-./vault}:/vault:ro"]
-    assert services["git-consumer"]["volumes"] == ["weavenn_data:/app/data", "${VAULT_DIR:-./vault}:/vault"]
+    assert services["git-consumer"]["command"] == [
+        "consume",
+        "git-auto-commit",
+        "--metrics-port",
+        "9100",
+    ]
+    assert services["file-watcher"]["volumes"] == [
+        "weavenn_data:/app/data",
+        "${VAULT_DIR:-./vault}:/vault:ro",
+    ]
+    assert services["git-consumer"]["volumes"] == [
+        "weavenn_data:/app/data",
+        "${VAULT_DIR:-./vault}:/vault",
+    ]
     assert services["mcp-sync"]["volumes"] == ["weavenn_data:/app/data"]
     assert services["rabbitmq"]["volumes"] == ["rabbitmq_data:/var/lib/rabbitmq"]
     assert services["n8n"]["environment"]["N8N_BASIC_AUTH_PASSWORD"].startswith("${N8N_PASSWORD:?")
     assert services["n8n-workflows"]["depends_on"]["n8n"] == {"condition": "service_healthy"}
     assert "postgres" not in services
-    assert services["mcp-server"]["environment"]["DATABASE_URL"] == "sqlite:////app/data/weave-nn.db"
+    assert (
+        services["mcp-server"]["environment"]["DATABASE_URL"] == "sqlite:////app/data/weave-nn.db"
+    )
 
 
 def test_with_postgres_adds_it_and_everyone_waits_for_it() -> None:
@@ -100,7 +128,9 @@ def test_with_postgres_adds_it_and_everyone_waits_for_it() -> None:
     assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
     for name in WEAVENN:
         assert services[name]["depends_on"]["postgres"] == {"condition": "service_healthy"}
-        assert services[name]["environment"]["DATABASE_URL"].startswith("postgresql://weave:${POSTGRES_PASSWORD}@postgres:5432/")
+        assert services[name]["environment"]["DATABASE_URL"].startswith(
+            "postgresql://weave:${POSTGRES_PASSWORD}@postgres:5432/"
+        )
     assert "postgres_data" in document["volumes"]
 
 
@@ -130,9 +160,11 @@ def no_engine(tmp_path: Path) -> dict[str, str]:
     "args",
     [["up"], ["up", "--build"], ["down"], ["ps"], ["logs", "relay"]],
 )
-def test_docker_commands_say_clearly_that_no_engine_runs(args: list[str], run_weavenn, no_engine, tmp_path: Path) -> None:
-    run_weavenn("compose", "render", check=True)
-    result = run_weavenn("compose", *args, env=no_engine)
+def test_docker_commands_say_clearly_that_no_engine_runs(
+    args: list[str], invoke, no_engine: dict[str, str]
+) -> None:
+    invoke("compose", "render", check=True)
+    result = invoke("compose", *args, env=no_engine)
     assert result.returncode == 1
     assert result.stderr.strip() == (
         f"error: no Docker engine answers at {no_engine['DOCKER_HOST']}: start Docker (or point "
@@ -141,6 +173,7 @@ def test_docker_commands_say_clearly_that_no_engine_runs(args: list[str], run_we
 
 
 def test_docker_commands_need_the_rendered_file_and_a_known_service(run_weavenn, no_engine) -> None:
+    """Through the installed command: the error lines as an operator sees them."""
     result = run_weavenn("compose", "up", env=no_engine)
     assert result.returncode == 2
     assert result.stderr.strip() == (
@@ -149,4 +182,6 @@ def test_docker_commands_need_the_rendered_file_and_a_known_service(run_weavenn,
     run_weavenn("compose", "render", check=True)
     result = run_weavenn("compose", "logs", "nginx", env=no_engine)
     assert result.returncode == 2
-    assert result.stderr.strip().startswith("error: no service 'nginx' in docker-compose.yml: choose one of rabbitmq, migrate,")
+    assert result.stderr.strip().startswith(
+        "error: no service 'nginx' in docker-compose.yml: choose one of rabbitmq, migrate,"
+    )

@@ -28,7 +28,9 @@ def test_apply_is_server_side_apply_in_dependency_order(kube_api: RunningApi, ru
     assert all("dryRun" not in r.query and "force" not in r.query for r in patches)
     kinds = [r.body["kind"] for r in patches]
     assert kinds[0] == "Namespace" and kinds[-1] == "Job"
-    assert kinds.index("ConfigMap") < kinds.index("PersistentVolumeClaim") < kinds.index("StatefulSet")
+    assert (
+        kinds.index("ConfigMap") < kinds.index("PersistentVolumeClaim") < kinds.index("StatefulSet")
+    )
     assert max(i for i, k in enumerate(kinds) if k == "StatefulSet") < kinds.index("Deployment")
     lines = result.stdout.splitlines()
     assert lines[0] == "namespace/weave-nn-dev created"
@@ -40,48 +42,48 @@ def test_apply_is_server_side_apply_in_dependency_order(kube_api: RunningApi, ru
     assert set(line.rsplit(" ", 1)[1] for line in again.stdout.splitlines()) == {"unchanged"}
 
 
-def test_diff_exits_0_without_changes_1_with_changes(kube_api: RunningApi, run_weavenn) -> None:
-    first = run_weavenn("k8s", "diff", "--env", "dev")
+def test_diff_exits_0_without_changes_1_with_changes(kube_api: RunningApi, invoke) -> None:
+    first = invoke("k8s", "diff", "--env", "dev")
     assert first.returncode == 1  # nothing there yet: everything is new
     assert "+++ merged/namespace/weave-nn-dev" in first.stdout
     assert kube_api.api.names("Deployment") == []  # diff never writes
     assert {r.query.get("dryRun") for r in kube_api.api.writes()} == {"All"}
 
-    run_weavenn("k8s", "apply", "--env", "dev", check=True)
-    same = run_weavenn("k8s", "diff", "--env", "dev")
+    invoke("k8s", "apply", "--env", "dev", check=True)
+    same = invoke("k8s", "diff", "--env", "dev")
     assert same.returncode == 0, same.stdout + same.stderr
     assert same.stdout == ""
     assert same.stderr.strip().endswith("0 of 32 objects would change")
 
-    changed = run_weavenn("k8s", "diff", "--env", "dev", "--set", "services.task_service.replicas=2")
+    changed = invoke("k8s", "diff", "--env", "dev", "--set", "services.task_service.replicas=2")
     assert changed.returncode == 1
     assert "--- live/deployment/task-service" in changed.stdout
     assert "-  replicas: 1\n+  replicas: 2\n" in changed.stdout
     assert "deployment/monolith" not in changed.stdout
 
 
-def test_dry_runs_change_nothing(kube_api: RunningApi, run_weavenn) -> None:
-    client = run_weavenn("k8s", "apply", "--env", "dev", "--dry-run", "client")
+def test_dry_runs_change_nothing(kube_api: RunningApi, invoke) -> None:
+    client = invoke("k8s", "apply", "--env", "dev", "--dry-run", "client")
     assert client.returncode == 0, client.stderr
     assert client.stdout.splitlines()[0] == "namespace/weave-nn-dev (dry run: client, not sent)"
     assert kube_api.api.requests == []
 
-    server = run_weavenn("k8s", "apply", "--env", "dev", "--dry-run", "server")
+    server = invoke("k8s", "apply", "--env", "dev", "--dry-run", "server")
     assert server.returncode == 0, server.stderr
     assert "deployment/relay created (dry run: server)" in server.stdout.splitlines()
     assert {r.query.get("dryRun") for r in kube_api.api.writes()} == {"All"}
     assert kube_api.api.names("Deployment") == []
 
 
-def test_prune_deletes_what_is_no_longer_rendered(kube_api: RunningApi, run_weavenn) -> None:
-    run_weavenn("k8s", "apply", "--env", "dev", check=True)
+def test_prune_deletes_what_is_no_longer_rendered(kube_api: RunningApi, invoke) -> None:
+    invoke("k8s", "apply", "--env", "dev", check=True)
     stranger = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": "not-ours", "namespace": NAMESPACE, "labels": {"team": "other"}},
     }
     kube_api.api.put(stranger)
-    result = run_weavenn(
+    result = invoke(
         "k8s", "apply", "--env", "dev", "--prune", "--set", "services.gateway.enabled=false"
     )
     assert result.returncode == 0, result.stderr
@@ -92,19 +94,25 @@ def test_prune_deletes_what_is_no_longer_rendered(kube_api: RunningApi, run_weav
     assert "task-service" in kube_api.api.names("Deployment")
 
 
-def test_status_shows_each_rollout(kube_api: RunningApi, run_weavenn) -> None:
-    run_weavenn("k8s", "apply", "--env", "dev", check=True)
+def test_status_shows_each_rollout(kube_api: RunningApi, invoke) -> None:
+    invoke("k8s", "apply", "--env", "dev", check=True)
     stuck = kube_api.api.object("Deployment", "task-service", NAMESPACE)
     stuck["spec"]["replicas"] = 3
-    stuck["status"] = {"observedGeneration": stuck["metadata"]["generation"], "replicas": 3, "updatedReplicas": 1, "readyReplicas": 2, "availableReplicas": 2}
+    stuck["status"] = {
+        "observedGeneration": stuck["metadata"]["generation"],
+        "replicas": 3,
+        "updatedReplicas": 1,
+        "readyReplicas": 2,
+        "availableReplicas": 2,
+    }
     kube_api.api.put(stuck)
-    result = run_weavenn("k8s", "status", "--env", "dev", "--json")
+    result = invoke("k8s", "status", "--env", "dev", "--json")
     assert result.returncode == 0, result.stderr
     states = {(s["kind"], s["name"]): s for s in json.loads(result.stdout)}
     assert states[("Deployment", "task-service")]["state"] == "progressing: 1/3 updated"
     assert states[("Deployment", "relay")]["state"] == "rolled out"
     assert states[("StatefulSet", "postgres")]["done"] is False  # no controller has seen it
-    table = run_weavenn("k8s", "status", "--env", "dev")
+    table = invoke("k8s", "status", "--env", "dev")
     assert "progressing: 1/3 updated" in table.stdout
 
 
@@ -113,14 +121,25 @@ def image_of(api: RunningApi, name: str) -> str:
     return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
 
 
-def test_rollback_restores_the_previous_template_like_kubectl(kube_api: RunningApi, run_weavenn) -> None:
+def test_rollback_restores_the_previous_template_like_kubectl(kube_api: RunningApi, invoke) -> None:
     for tag in ("1.0.0", "1.1.0", "1.2.0"):
-        run_weavenn("k8s", "apply", "--env", "dev", "--set", f"image.tag={tag}", "--force-conflicts", check=True)
+        invoke(
+            "k8s",
+            "apply",
+            "--env",
+            "dev",
+            "--set",
+            f"image.tag={tag}",
+            "--force-conflicts",
+            check=True,
+        )
     assert image_of(kube_api, "task-service") == "weave-nn/weavenn:1.2.0"
-    revision = kube_api.api.object("Deployment", "task-service", NAMESPACE)["metadata"]["annotations"]
+    revision = kube_api.api.object("Deployment", "task-service", NAMESPACE)["metadata"][
+        "annotations"
+    ]
     assert revision["deployment.kubernetes.io/revision"] == "3"
 
-    result = run_weavenn("k8s", "rollback", "task-service", "--env", "dev")
+    result = invoke("k8s", "rollback", "task-service", "--env", "dev")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "deployment/task-service rolled back to revision 2"
     assert image_of(kube_api, "task-service") == "weave-nn/weavenn:1.1.0"
@@ -129,41 +148,60 @@ def test_rollback_restores_the_previous_template_like_kubectl(kube_api: RunningA
     assert [op["path"] for op in patch.body] == ["/spec/template", "/metadata/annotations"]
     assert "pod-template-hash" not in patch.body[0]["value"]["metadata"]["labels"]
     # The controller revived revision 2's ReplicaSet as revision 4, as Kubernetes does.
-    annotations = kube_api.api.object("Deployment", "task-service", NAMESPACE)["metadata"]["annotations"]
+    annotations = kube_api.api.object("Deployment", "task-service", NAMESPACE)["metadata"][
+        "annotations"
+    ]
     assert annotations["deployment.kubernetes.io/revision"] == "4"
 
-    to_first = run_weavenn("k8s", "rollback", "task-service", "--env", "dev", "--to-revision", "1")
+    to_first = invoke("k8s", "rollback", "task-service", "--env", "dev", "--to-revision", "1")
     assert to_first.stdout.strip() == "deployment/task-service rolled back to revision 1"
     assert image_of(kube_api, "task-service") == "weave-nn/weavenn:1.0.0"
 
-    missing = run_weavenn("k8s", "rollback", "task-service", "--env", "dev", "--to-revision", "9")
+    missing = invoke("k8s", "rollback", "task-service", "--env", "dev", "--to-revision", "9")
     assert missing.returncode == 1
     assert missing.stderr.strip() == "error: deployment/task-service has no revision 9"
 
 
-def test_rollback_then_apply_is_a_conflict_until_forced(kube_api: RunningApi, run_weavenn) -> None:
+def test_rollback_then_apply_is_a_conflict_until_forced(kube_api: RunningApi, invoke) -> None:
     for tag in ("1.0.0", "1.1.0"):
-        run_weavenn("k8s", "apply", "--env", "dev", "--set", f"image.tag={tag}", "--force-conflicts", check=True)
-    run_weavenn("k8s", "rollback", "relay", "--env", "dev", check=True)
+        invoke(
+            "k8s",
+            "apply",
+            "--env",
+            "dev",
+            "--set",
+            f"image.tag={tag}",
+            "--force-conflicts",
+            check=True,
+        )
+    invoke("k8s", "rollback", "relay", "--env", "dev", check=True)
     assert image_of(kube_api, "relay") == "weave-nn/weavenn:1.0.0"
 
-    result = run_weavenn("k8s", "apply", "--env", "dev", "--set", "image.tag=1.1.0")
+    result = invoke("k8s", "apply", "--env", "dev", "--set", "image.tag=1.1.0")
     assert result.returncode == 1
     line = result.stderr.strip()
     assert line.startswith("error: applying deployment/relay: Apply failed with")
-    assert "weavenn-rollback" in line and line.endswith("re-run with --force-conflicts to take them back")
-    forced = run_weavenn("k8s", "apply", "--env", "dev", "--set", "image.tag=1.1.0", "--force-conflicts")
+    assert "weavenn-rollback" in line and line.endswith(
+        "re-run with --force-conflicts to take them back"
+    )
+    forced = invoke("k8s", "apply", "--env", "dev", "--set", "image.tag=1.1.0", "--force-conflicts")
     assert forced.returncode == 0, forced.stderr
     assert image_of(kube_api, "relay") == "weave-nn/weavenn:1.1.0"
     assert kube_api.api.writes()[-1].query["force"] == "true"
 
 
-def test_rollback_of_an_unknown_deployment_or_without_history(kube_api: RunningApi, run_weavenn) -> None:
-    run_weavenn("k8s", "apply", "--env", "dev", check=True)
-    missing = run_weavenn("k8s", "rollback", "nope", "--env", "dev")
-    assert (missing.returncode, missing.stderr.strip()) == (1, "error: deployment/nope not found in namespace weave-nn-dev")
-    first = run_weavenn("k8s", "rollback", "relay", "--env", "dev")
-    assert (first.returncode, first.stderr.strip()) == (1, "error: deployment/relay has no earlier revision to roll back to")
+def test_rollback_of_an_unknown_deployment_or_without_history(kube_api: RunningApi, invoke) -> None:
+    invoke("k8s", "apply", "--env", "dev", check=True)
+    missing = invoke("k8s", "rollback", "nope", "--env", "dev")
+    assert (missing.returncode, missing.stderr.strip()) == (
+        1,
+        "error: deployment/nope not found in namespace weave-nn-dev",
+    )
+    first = invoke("k8s", "rollback", "relay", "--env", "dev")
+    assert (first.returncode, first.stderr.strip()) == (
+        1,
+        "error: deployment/relay has no earlier revision to roll back to",
+    )
 
 
 def free_port() -> int:
@@ -173,9 +211,15 @@ def free_port() -> int:
 
 
 @pytest.mark.parametrize("command", [["apply"], ["status"], ["rollback", "relay"], ["diff"]])
-def test_without_a_reachable_cluster_one_clear_line(command: list[str], run_weavenn, tmp_path: Path, kube_api: RunningApi) -> None:
+def test_without_a_reachable_cluster_one_clear_line(
+    command: list[str], run_weavenn, tmp_path: Path, kube_api: RunningApi
+) -> None:
     config = tmp_path / "unreachable"
-    config.write_text(Path(kube_api.kubeconfig(tmp_path / "k")).read_text().replace(kube_api.url, f"http://127.0.0.1:{free_port()}"))
+    config.write_text(
+        Path(kube_api.kubeconfig(tmp_path / "k"))
+        .read_text()
+        .replace(kube_api.url, f"http://127.0.0.1:{free_port()}")
+    )
     result = run_weavenn("k8s", *command, env={"KUBECONFIG": str(config)})
     assert result.returncode == (2 if command == ["diff"] else 1)
     lines = result.stderr.strip().splitlines()
@@ -185,15 +229,21 @@ def test_without_a_reachable_cluster_one_clear_line(command: list[str], run_weav
 
 
 def test_without_any_kubeconfig_one_clear_line(run_weavenn, tmp_path: Path) -> None:
-    result = run_weavenn("k8s", "status", env={"KUBECONFIG": str(tmp_path / "none"), "HOME": str(tmp_path)})
+    result = run_weavenn(
+        "k8s", "status", env={"KUBECONFIG": str(tmp_path / "none"), "HOME": str(tmp_path)}
+    )
     assert result.returncode == 1
     assert result.stderr.strip().startswith("error: no Kubernetes cluster configured (")
     assert result.stderr.strip().endswith("set KUBECONFIG, create ~/.kube/config or pass --context")
 
 
-def test_a_refused_token_is_reported(kube_api: RunningApi, run_weavenn, tmp_path: Path) -> None:
+def test_a_refused_token_is_reported(kube_api: RunningApi, invoke, tmp_path: Path) -> None:
     config = tmp_path / "bad-token"
-    config.write_text(Path(kube_api.kubeconfig(tmp_path / "k")).read_text().replace("stand-in-token", "wrong"))
-    result = run_weavenn("k8s", "status", env={"KUBECONFIG": str(config)})
+    config.write_text(
+        Path(kube_api.kubeconfig(tmp_path / "k")).read_text().replace("stand-in-token", "wrong")
+    )
+    result = invoke("k8s", "status", env={"KUBECONFIG": str(config)})
     assert result.returncode == 1
-    assert result.stderr.strip().startswith("error: reading the API discovery: Unauthorized (HTTP 401)")
+    assert result.stderr.strip().startswith(
+        "error: reading the API discovery: Unauthorized (HTTP 401)"
+    )

@@ -51,16 +51,25 @@ def test_failures_are_listed_and_exit_1(run_weavenn, tmp_path: Path) -> None:
         body["spec"]["replicas"] = "three"
 
     edit(folder / "deployment-task-service.yaml", break_task_service)
-    edit(folder / "configmap-weave-nn-config.yaml", lambda body: body["data"].update(
-        {"SECONDARY_DATABASE_URL": "postgresql://weave:pw@db/weave_nn"}
-    ))
+    edit(
+        folder / "configmap-weave-nn-config.yaml",
+        lambda body: body["data"].update(
+            {"SECONDARY_DATABASE_URL": "postgresql://weave:pw@db/weave_nn"}
+        ),
+    )
     result = run_weavenn("k8s", "validate", str(folder), "--json")
     assert result.returncode == 1
     report = json.loads(result.stdout)
     assert report["valid"] is False and report["kube_version"] == "1.30"
     failures = report["failures"]
-    assert any(f.startswith("deployment/task-service: spec.replicas: 'three' is not of type 'integer'") for f in failures), failures
-    assert "deployment/task-service: container task-service serves HTTP but has no readinessProbe" in failures
+    assert any(
+        f.startswith("deployment/task-service: spec.replicas: 'three' is not of type 'integer'")
+        for f in failures
+    ), failures
+    assert (
+        "deployment/task-service: container task-service serves HTTP but has no readinessProbe"
+        in failures
+    )
     assert (
         "deployment/task-service: container task-service uses image 'weave-nn/weavenn:latest': "
         "pin a version in prod"
@@ -69,15 +78,18 @@ def test_failures_are_listed_and_exit_1(run_weavenn, tmp_path: Path) -> None:
         "deployment/task-service: container task-service sets API_KEY to a literal: "
         "use valueFrom.secretKeyRef"
     ) in failures
-    assert "configmap/weave-nn-config: data.SECONDARY_DATABASE_URL looks like a secret: move it to a Secret" in failures
+    assert (
+        "configmap/weave-nn-config: data.SECONDARY_DATABASE_URL looks like a secret: "
+        "move it to a Secret" in failures
+    )
     assert len(failures) == 5
     assert result.stderr.strip() == "error: 5 problem(s) in 42 objects (Kubernetes 1.30)"
 
 
-def test_latest_is_fine_outside_prod(run_weavenn) -> None:
-    result = run_weavenn("k8s", "validate", "--env", "dev", "--set", "image.tag=latest")
+def test_latest_is_fine_outside_prod(invoke) -> None:
+    result = invoke("k8s", "validate", "--env", "dev", "--set", "image.tag=latest")
     assert result.returncode == 0, result.stdout
-    result = run_weavenn("k8s", "validate", "--env", "prod", "--set", "image.tag=latest")
+    result = invoke("k8s", "validate", "--env", "prod", "--set", "image.tag=latest")
     assert result.returncode == 1
     assert "pin a version in prod" in result.stdout
 
@@ -93,18 +105,26 @@ def test_an_unknown_field_or_api_version_is_caught(tmp_path: Path) -> None:
         "spec": {},
     }
     failures = validate([service, k8s.Manifest(hpa)], "1.30")
-    assert any("service/monolith: spec: Additional properties are not allowed ('clusterIp'" in f for f in failures)
-    assert "horizontalpodautoscaler/old: no schema for HorizontalPodAutoscaler autoscaling/v2beta2 in Kubernetes 1.30" in failures
+    assert any(
+        "service/monolith: spec: Additional properties are not allowed ('clusterIp'" in f
+        for f in failures
+    )
+    assert (
+        "horizontalpodautoscaler/old: no schema for HorizontalPodAutoscaler "
+        "autoscaling/v2beta2 in Kubernetes 1.30" in failures
+    )
 
 
-def test_unsupported_kube_version_is_bad_usage(run_weavenn) -> None:
-    result = run_weavenn("k8s", "validate", "--kube-version", "1.12")
+def test_unsupported_kube_version_is_bad_usage(invoke) -> None:
+    result = invoke("k8s", "validate", "--kube-version", "1.12")
     assert result.returncode == 2
-    assert result.stderr.strip().startswith("error: --kube-version 1.12: schemas are available for 1.25 to")
+    assert result.stderr.strip().startswith(
+        "error: --kube-version 1.12: schemas are available for 1.25 to"
+    )
 
 
-def test_a_folder_without_kubernetes_objects_is_refused(run_weavenn, tmp_path: Path) -> None:
+def test_a_folder_without_kubernetes_objects_is_refused(invoke, tmp_path: Path) -> None:
     (tmp_path / "x.yaml").write_text("hello: world\n")
-    result = run_weavenn("k8s", "validate", str(tmp_path))
+    result = invoke("k8s", "validate", str(tmp_path))
     assert result.returncode == 2
     assert "holds a document that is not a Kubernetes object" in result.stderr

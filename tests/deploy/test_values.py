@@ -37,7 +37,10 @@ def test_each_layer_overrides_the_one_below(tmp_path: Path) -> None:
     first.write_text("image: {tag: from-first}\ningress: {host: first.example}\n")
     second = tmp_path / "second.yaml"
     second.write_text("image: {tag: from-second}\n")
-    environ = {"WEAVENN_VALUES__IMAGE__TAG": "from-env", "WEAVENN_VALUES__SETTINGS__VAULT_ID": "env"}
+    environ = {
+        "WEAVENN_VALUES__IMAGE__TAG": "from-env",
+        "WEAVENN_VALUES__SETTINGS__VAULT_ID": "env",
+    }
 
     assert load_values("prod", [first]).image.tag == "from-first"
     assert load_values("prod", [first, second]).image.tag == "from-second"
@@ -80,12 +83,17 @@ def test_unknown_key_names_the_key_its_source_and_the_known_ones() -> None:
 def test_ill_typed_value_names_the_key_and_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("services:\n  gateway:\n    replicas: many\n")
-    with pytest.raises(UsageError, match=r"invalid value services\.gateway\.replicas \(from --values .*bad\.yaml\): .*integer"):
+    with pytest.raises(
+        UsageError,
+        match=r"invalid value services\.gateway\.replicas \(from --values .*bad\.yaml\): .*integer",
+    ):
         load_values("dev", [bad])
 
 
 def test_environment_variable_typo_is_named() -> None:
-    with pytest.raises(UsageError, match=r"unknown value imag \(from environment WEAVENN_VALUES__IMAG__TAG\)"):
+    with pytest.raises(
+        UsageError, match=r"unknown value imag \(from environment WEAVENN_VALUES__IMAG__TAG\)"
+    ):
         load_values(environ={"WEAVENN_VALUES__IMAG__TAG": "1"})
 
 

@@ -58,7 +58,10 @@ def render(
     sets: list[str] = SET_OPTION,
     include_secrets: bool = INCLUDE_SECRETS_OPTION,
     output: str = typer.Option(
-        "-", "--output", "-o", help="Folder (one file per object) or - for stdout.",
+        "-",
+        "--output",
+        "-o",
+        help="Folder (one file per object) or - for stdout.",
         metavar="DIR|-",
     ),
 ) -> None:
@@ -151,7 +154,9 @@ def apply(
     include_secrets: bool = INCLUDE_SECRETS_OPTION,
     source: Path | None = FROM_OPTION,
     dry_run: str | None = typer.Option(
-        None, "--dry-run", help="client: list what would be sent; server: let the API check it.",
+        None,
+        "--dry-run",
+        help="client: list what would be sent; server: let the API check it.",
         metavar="client|server",
     ),
     force_conflicts: bool = typer.Option(
@@ -213,10 +218,7 @@ def status(
         return
     print_rows(
         ("kind", "name", "desired", "updated", "ready", "available", "state"),
-        (
-            (s.kind, s.name, s.desired, s.updated, s.ready, s.available, s.state)
-            for s in states
-        ),
+        ((s.kind, s.name, s.desired, s.updated, s.ready, s.available, s.state) for s in states),
         title=f"namespace {k8s.namespace_for(environment)}",
     )
 

@@ -83,7 +83,11 @@ class Cluster:
             if os.environ.get("KUBERNETES_SERVICE_HOST") and context is None:
                 config.load_incluster_config(client_configuration=configuration)
             else:
-                config.load_kube_config(context=context, client_configuration=configuration)
+                # The client reads KUBECONFIG once, at import: read it now instead.
+                kubeconfig = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+                config.load_kube_config(
+                    config_file=kubeconfig, context=context, client_configuration=configuration
+                )
         except (ConfigException, OSError) as error:
             raise ClusterError(
                 f"no Kubernetes cluster configured ({_one_line(error)}): set KUBECONFIG, "
@@ -125,8 +129,9 @@ class Cluster:
         except ResourceNotFoundError as error:
             raise ClusterError(f"{doing}: the cluster does not serve {error}") from None
         except HTTPError as error:
+            reason = str(getattr(error, "reason", None) or error).rsplit(": ", 1)[-1]
             raise ClusterError(
-                f"cannot reach the Kubernetes API at {self.host} ({_one_line(error)}): "
+                f"cannot reach the Kubernetes API at {self.host} ({reason[:200]}): "
                 "check the current context and that the cluster is up"
             ) from None
 
@@ -134,7 +139,9 @@ class Cluster:
         with self._errors(f"looking up {kind} {api_version}"):
             return self._dynamic.resources.get(api_version=api_version, kind=kind)
 
-    def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict[str, Any] | None:
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None
+    ) -> dict[str, Any] | None:
         from kubernetes.dynamic.exceptions import NotFoundError
 
         resource = self._resource(api_version, kind)
@@ -146,7 +153,9 @@ class Cluster:
         body: dict[str, Any] = found.to_dict()
         return body
 
-    def list(self, api_version: str, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+    def list_objects(
+        self, api_version: str, kind: str, namespace: str, label_selector: str
+    ) -> list[dict[str, Any]]:
         resource = self._resource(api_version, kind)
         with self._errors(f"listing {kind} in {namespace}"):
             found = resource.get(
@@ -155,7 +164,9 @@ class Cluster:
         items: list[dict[str, Any]] = found.to_dict().get("items") or []
         return items
 
-    def server_side_apply(self, manifest: Manifest, *, force: bool, dry_run: bool) -> dict[str, Any]:
+    def server_side_apply(
+        self, manifest: Manifest, *, force: bool, dry_run: bool
+    ) -> dict[str, Any]:
         from kubernetes.dynamic.exceptions import ConflictError
 
         resource = self._resource(manifest.api_version, manifest.kind)
@@ -179,7 +190,9 @@ class Cluster:
         body: dict[str, Any] = applied.to_dict()
         return body
 
-    def delete(self, api_version: str, kind: str, name: str, namespace: str, *, dry_run: bool) -> None:
+    def delete(
+        self, api_version: str, kind: str, name: str, namespace: str, *, dry_run: bool
+    ) -> None:
         resource = self._resource(api_version, kind)
         with self._errors(f"deleting {kind.lower()}/{name}"):
             resource.delete(
@@ -190,7 +203,9 @@ class Cluster:
                 _request_timeout=self.timeout,
             )
 
-    def json_patch(self, api_version: str, kind: str, name: str, namespace: str, patch: list[dict[str, Any]]) -> None:
+    def json_patch(
+        self, api_version: str, kind: str, name: str, namespace: str, patch: list[dict[str, Any]]
+    ) -> None:
         resource = self._resource(api_version, kind)
         with self._errors(f"patching {kind.lower()}/{name}"):
             resource.patch(
@@ -270,7 +285,7 @@ def prune(
     pruned = []
     kinds = sorted(PRUNABLE, key=kind_rank, reverse=True)  # dependents first
     for kind in kinds:
-        for item in cluster.list(PRUNABLE[kind], kind, namespace, label_selector):
+        for item in cluster.list_objects(PRUNABLE[kind], kind, namespace, label_selector):
             name = item["metadata"]["name"]
             if (kind, name) in keep or _owned_by_another(item):
                 continue
@@ -302,11 +317,11 @@ class RolloutState:
 def rollout_status(cluster: Cluster, namespace: str, label_selector: str) -> list[RolloutState]:
     states = [
         deployment_state(item)
-        for item in cluster.list("apps/v1", "Deployment", namespace, label_selector)
+        for item in cluster.list_objects("apps/v1", "Deployment", namespace, label_selector)
     ]
     states += [
         statefulset_state(item)
-        for item in cluster.list("apps/v1", "StatefulSet", namespace, label_selector)
+        for item in cluster.list_objects("apps/v1", "StatefulSet", namespace, label_selector)
     ]
     return sorted(states, key=lambda s: (KIND_ORDER.index(s.kind), s.name))
 
@@ -332,11 +347,13 @@ def deployment_state(item: dict[str, Any]) -> RolloutState:
     else:
         state = "rolled out"
     done = state == "rolled out"
-    return RolloutState("Deployment", metadata["name"], desired, updated, ready, available, state, done)
+    return RolloutState(
+        "Deployment", metadata["name"], desired, updated, ready, available, state, done
+    )
 
 
 def statefulset_state(item: dict[str, Any]) -> RolloutState:
-    """The verdict of `kubectl rollout status` for a StatefulSet (rolling update), without waiting."""
+    """The verdict of `kubectl rollout status` for a StatefulSet, without waiting."""
     spec, status, metadata = item.get("spec", {}), item.get("status") or {}, item["metadata"]
     desired = int(spec.get("replicas", 1))
     ready = int(status.get("readyReplicas") or 0)
@@ -351,7 +368,9 @@ def statefulset_state(item: dict[str, Any]) -> RolloutState:
     else:
         state = "rolled out"
     done = state == "rolled out"
-    return RolloutState("StatefulSet", metadata["name"], desired, updated, ready, available, state, done)
+    return RolloutState(
+        "StatefulSet", metadata["name"], desired, updated, ready, available, state, done
+    )
 
 
 def _condition_reason(status: dict[str, Any], kind: str) -> str | None:
@@ -418,7 +437,7 @@ def _revision_replica_set(
     )
     owned = [
         rs
-        for rs in cluster.list("apps/v1", "ReplicaSet", namespace, selector)
+        for rs in cluster.list_objects("apps/v1", "ReplicaSet", namespace, selector)
         if any(
             ref.get("uid") == deployment["metadata"].get("uid")
             for ref in rs["metadata"].get("ownerReferences") or []
@@ -427,9 +446,12 @@ def _revision_replica_set(
     if to_revision:
         for rs in owned:
             if _revision(rs) == to_revision:
-                return rs
+                found: dict[str, Any] = rs
+                return found
         raise ClusterError(f"deployment/{name} has no revision {to_revision}")
-    current = [rs for rs in owned if _same_template(rs["spec"]["template"], deployment["spec"]["template"])]
+    current = [
+        rs for rs in owned if _same_template(rs["spec"]["template"], deployment["spec"]["template"])
+    ]
     older = [rs for rs in owned if rs not in current]
     if not older:
         raise ClusterError(f"deployment/{name} has no earlier revision to roll back to")
@@ -475,4 +497,3 @@ def _api_message(error: Any) -> str:
 def _one_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0][:300] if text else type(error).__name__
-

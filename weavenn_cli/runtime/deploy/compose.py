@@ -88,7 +88,12 @@ _PASS_THROUGH = (
     ("OBSIDIAN_API_KEY", "its API key", "", True),
     ("CLAUDE_API_KEY", "optional enrichment by the Claude API", "", True),
     ("API_KEY", "bearer key(s) the API requires, comma-separated", "", True),
-    ("N8N_WEBHOOK_URL", "where n8n-workflows forwards events", "http://n8n:5678/webhook/weave-nn", False),
+    (
+        "N8N_WEBHOOK_URL",
+        "where n8n-workflows forwards events",
+        "http://n8n:5678/webhook/weave-nn",
+        False,
+    ),
 )
 
 
@@ -129,11 +134,15 @@ def _context(values: Values) -> dict[str, Any]:
         "vault_mount": VAULT_MOUNT,
         "environment_for": lambda name: _environment(values, name, components),
         "healthcheck": _healthcheck,
-        "published_port": lambda c: values.compose.api_port if c.name == "monolith" else c.http_port,
+        "published_port": lambda c: (
+            values.compose.api_port if c.name == "monolith" else c.http_port
+        ),
     }
 
 
-def _environment(values: Values, service_name: str, components: Sequence[Component]) -> dict[str, str]:
+def _environment(
+    values: Values, service_name: str, components: Sequence[Component]
+) -> dict[str, str]:
     """What compose derives for every weavenn container; the rest comes from .env."""
     pg = values.postgres
     database_url = (
@@ -166,7 +175,8 @@ def _healthcheck(component: Component) -> list[str]:
         (component.http_port, "/health") if component.http_port else (METRICS_PORT, "/metrics")
     )
     if component.http_port or component.metrics_port:
-        probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout=5)"
+        url = f"http://127.0.0.1:{port}{path}"
+        probe = f"import urllib.request; urllib.request.urlopen('{url}', timeout=5)"
         return ["CMD", "python", "-c", probe]
     # The watcher and the relay: database at head, broker reachable, vault folder present.
     return ["CMD", "weavenn", "doctor"]

@@ -296,7 +296,8 @@ def selector(name: str, instance: str) -> dict[str, str]:
 
 def instance_selector(environment: str) -> str:
     """Label selector of every object weavenn manages in one environment."""
-    return f"app.kubernetes.io/managed-by={MANAGED_BY},app.kubernetes.io/instance={instance_for(environment)}"
+    instance = instance_for(environment)
+    return f"app.kubernetes.io/managed-by={MANAGED_BY},app.kubernetes.io/instance={instance}"
 
 
 def _name_job_by_content(document: dict[str, Any]) -> dict[str, Any]:

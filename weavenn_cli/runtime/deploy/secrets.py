@@ -26,7 +26,9 @@ class SecretKey:
 
 SECRET_KEYS = (
     SecretKey("postgres-secret", "database-url", "DATABASE_URL", "DATABASE_URL"),
-    SecretKey("postgres-secret", "postgres-password", "POSTGRES_PASSWORD", None, needed_by="postgres"),
+    SecretKey(
+        "postgres-secret", "postgres-password", "POSTGRES_PASSWORD", None, needed_by="postgres"
+    ),
     SecretKey("rabbitmq-secret", "rabbitmq-url", "RABBITMQ_URL", "RABBITMQ_URL"),
     SecretKey("rabbitmq-secret", "password", "RABBITMQ_PASSWORD", None, needed_by="rabbitmq"),
     SecretKey(

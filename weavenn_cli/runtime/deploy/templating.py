@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import yaml
@@ -80,7 +80,11 @@ def _where(exc: BaseException, name: str) -> str:
 
 
 # libyaml's emitter when PyYAML has it (its wheels do): the same text, ten times faster.
-_SafeDumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+# (an if statement, not a conditional expression: mypy takes only this form as a base class)
+if TYPE_CHECKING or not yaml.__with_libyaml__:  # noqa: SIM108
+    _SafeDumper = yaml.SafeDumper
+else:
+    _SafeDumper = yaml.CSafeDumper
 
 
 class _CanonicalDumper(_SafeDumper):

@@ -12,7 +12,9 @@ from weavenn_cli.runtime.errors import UsageError
 
 DEFAULT_KUBE_VERSION = "1.30"
 PROD_NAMESPACE = "weave-nn-prod"
-_SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|APIKEY|COOKIE|PRIVATE_KEY)", re.I)
+_SECRET_NAME = re.compile(
+    r"(PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|APIKEY|COOKIE|PRIVATE_KEY)", re.IGNORECASE
+)
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 
 
@@ -28,8 +30,7 @@ def check_kube_version(version: str) -> str:
     supported = supported_versions()
     if wanted not in supported:
         raise UsageError(
-            f"--kube-version {version}: schemas are available for {supported[0]} to "
-            f"{supported[-1]}"
+            f"--kube-version {version}: schemas are available for {supported[0]} to {supported[-1]}"
         )
     return wanted
 
@@ -41,7 +42,7 @@ def _version_key(version: str) -> tuple[int, ...]:
 def validate(manifests: Sequence[Manifest], kube_version: str = DEFAULT_KUBE_VERSION) -> list[str]:
     """Every failure as `kind/name: what is wrong`; an empty list means all is well."""
     version = check_kube_version(kube_version)
-    failures = []
+    failures: list[str] = []
     for manifest in manifests:
         failures.extend(f"{manifest.ref}: {problem}" for problem in _schema(manifest, version))
         failures.extend(f"{manifest.ref}: {problem}" for problem in rule_failures(manifest))

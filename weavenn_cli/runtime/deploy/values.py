@@ -305,7 +305,8 @@ def set_layer(assignment: str) -> Layer:
     path = key.strip().split(".")
     if not sep or not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part) for part in path):
         raise UsageError(
-            f"--set expects path=value with a dotted path (e.g. image.tag=1.2.0), got {assignment!r}"
+            "--set expects path=value with a dotted path (e.g. image.tag=1.2.0), "
+            f"got {assignment!r}"
         )
     return Layer(f"--set {assignment}", nest(path, parse_scalar(raw)))
 
