@@ -152,6 +152,7 @@ def test_wheel_built_and_installed_as_the_image_does_runs_from_anywhere(tmp_path
             "install",
             "--quiet",
             "--disable-pip-version-check",
+            "--no-compile",
             str(wheel),
         ],
         check=True,
