@@ -1,7 +1,8 @@
 # The one image of Weave-NN: every service is `weavenn <command>`, e.g.
 #   docker run IMAGE serve task-service --host 0.0.0.0 --port 8003
 #   docker run IMAGE consume mcp-sync
-# Build from the top of a checkout: docker build -t weave-nn/weavenn:$(python -c ...) .
+# Build from the top of a checkout: `weavenn compose up --build`, or
+#   docker build -t weave-nn/weavenn:0.1.0 .   (the tag the rendered manifests use by default)
 
 # -- build the wheel (templates and migrations are inside it) ------------------------------
 FROM python:3.11-slim AS build
