@@ -94,7 +94,7 @@ def test_prune_deletes_what_is_no_longer_rendered(kube_api: RunningApi, invoke) 
     assert "task-service" in kube_api.api.names("Deployment")
 
 
-def test_status_shows_each_rollout(kube_api: RunningApi, invoke) -> None:
+def test_status_shows_each_rollout(kube_api: RunningApi, invoke, run_weavenn) -> None:
     invoke("k8s", "apply", "--env", "dev", check=True)
     stuck = kube_api.api.object("Deployment", "task-service", NAMESPACE)
     stuck["spec"]["replicas"] = 3
@@ -112,7 +112,8 @@ def test_status_shows_each_rollout(kube_api: RunningApi, invoke) -> None:
     assert states[("Deployment", "task-service")]["state"] == "progressing: 1/3 updated"
     assert states[("Deployment", "relay")]["state"] == "rolled out"
     assert states[("StatefulSet", "postgres")]["done"] is False  # no controller has seen it
-    table = invoke("k8s", "status", "--env", "dev")
+    # The table through the installed command: its console is as wide as COLUMNS says.
+    table = run_weavenn("k8s", "status", "--env", "dev")
     assert "progressing: 1/3 updated" in table.stdout
 
 
