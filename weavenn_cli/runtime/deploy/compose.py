@@ -23,11 +23,15 @@ from weavenn_cli.runtime.deploy.components import (
     Component,
     by_name,
 )
-from weavenn_cli.runtime.deploy.templating import dump, render_documents, render_text
+from weavenn_cli.runtime.deploy.templating import (
+    TemplateError,
+    dump,
+    render_documents,
+    render_text,
+)
 from weavenn_cli.runtime.deploy.values import Values
 from weavenn_cli.runtime.errors import UsageError, WeavennError
 
-COMPOSE_FILE = "docker-compose.yml"
 ENV_EXAMPLE_FILE = ".env.example"
 
 
@@ -112,7 +116,14 @@ def render(values: Values) -> RenderedCompose:
     for variable in wanted:
         groups.setdefault(variable.group, []).append(variable)
     env_example = render_text("compose/env.example.j2", {"variable_groups": list(groups.items())})
-    return RenderedCompose(compose=dump(document), env_example=env_example)
+    compose_text = dump(document)
+    undocumented = interpolated_variables(compose_text) - {v.name for v in wanted}
+    if undocumented:
+        raise TemplateError(
+            f"template compose/docker-compose.yml.j2 reads {', '.join(sorted(undocumented))} "
+            "from .env but .env.example does not list it: add it to compose.variables()"
+        )
+    return RenderedCompose(compose=compose_text, env_example=env_example)
 
 
 def _components(values: Values) -> list[Component]:

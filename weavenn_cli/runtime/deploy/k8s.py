@@ -18,9 +18,9 @@ from weavenn_cli.runtime.deploy.components import (
     Component,
     by_name,
 )
-from weavenn_cli.runtime.deploy.secrets import APP_SECRET_KEYS, SECRET_KEYS, secret_data
+from weavenn_cli.runtime.deploy.secrets import APP_SECRET_KEYS, SECRET_KEYS, SecretKey, secret_data
 from weavenn_cli.runtime.deploy.templating import dump, dump_all, render_documents
-from weavenn_cli.runtime.deploy.values import Resources, Values
+from weavenn_cli.runtime.deploy.values import Values
 from weavenn_cli.runtime.errors import UsageError
 from weavenn_cli.runtime.resources import templates_dir
 
@@ -206,8 +206,8 @@ def _context(
         "ingress_routes": _ingress_routes(values, views),
         "migrate_args": MIGRATE_ARGS,
         "vault_mount": VAULT_MOUNT,
-        "default_resources": resources_dict(values.resources),
-        "resources_of": lambda item: resources_dict(item.resources or values.resources),
+        "default_resources": values.resources.model_dump(),
+        "resources_of": lambda item: (item.resources or values.resources).model_dump(),
         "labels": lambda name, role: labels(name, role, instance, values.image.tag),
         "selector": lambda name: selector(name, instance),
     }
@@ -223,12 +223,12 @@ def _view(values: Values, component: Component) -> ComponentView:
         metrics_port=component.metrics_port,
         vault=component.vault,
         replicas=workload.replicas,
-        resources=resources_dict(workload.resources or values.resources),
+        resources=(workload.resources or values.resources).model_dump(),
         autoscaled=component.http and values.autoscaling.enabled and workload.replicas > 0,
     )
 
 
-def _needed_secrets(values: Values) -> list[Any]:
+def _needed_secrets(values: Values) -> list[SecretKey]:
     infrastructure = {"postgres": values.postgres.enabled, "rabbitmq": values.rabbitmq.enabled}
     return [k for k in SECRET_KEYS if k.needed_by == "app" or infrastructure[k.needed_by]]
 
@@ -272,10 +272,6 @@ def app_config(values: Values) -> dict[str, str]:
 
 def _service_url(name: str) -> str:
     return f"http://{name}:{by_name(name).http_port}"
-
-
-def resources_dict(resources: Resources) -> dict[str, Any]:
-    return resources.model_dump()
 
 
 def labels(name: str, role: str, instance: str, version: str) -> dict[str, str]:
