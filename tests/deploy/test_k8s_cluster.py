@@ -94,6 +94,18 @@ def test_prune_deletes_what_is_no_longer_rendered(kube_api: RunningApi, invoke) 
     assert "task-service" in kube_api.api.names("Deployment")
 
 
+def test_prune_refuses_manifests_of_another_environment(
+    kube_api: RunningApi, invoke, tmp_path: Path
+) -> None:
+    invoke("k8s", "render", "--env", "prod", "--output", str(tmp_path / "prod"), check=True)
+    result = invoke("k8s", "apply", "--from", str(tmp_path / "prod"), "--prune")  # --env dev
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: --prune: these manifests are not all for namespace weave-nn-dev; pass --env"
+    )
+    assert kube_api.api.requests == []
+
+
 def test_status_shows_each_rollout(kube_api: RunningApi, invoke, run_weavenn) -> None:
     invoke("k8s", "apply", "--env", "dev", check=True)
     stuck = kube_api.api.object("Deployment", "task-service", NAMESPACE)

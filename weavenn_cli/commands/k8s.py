@@ -174,6 +174,13 @@ def apply(
     if dry_run not in (None, "client", "server"):
         raise UsageError(f"--dry-run {dry_run!r}: use client or server")
     manifests = _manifests(environment, values_files, sets, include_secrets, source)
+    namespace = k8s.namespace_for(environment)
+    if prune and {m.namespace for m in manifests if m.namespace} != {namespace}:
+        # Pruning compares with what is rendered: manifests of another environment would
+        # prune everything in this one.
+        raise UsageError(
+            f"--prune: these manifests are not all for namespace {namespace}; pass --env"
+        )
     if dry_run == "client":
         for manifest in k8s.order(manifests):
             stdout.print(f"{manifest.ref} (dry run: client, not sent)", markup=False)
@@ -192,7 +199,7 @@ def apply(
             changes += cluster.prune(
                 connection,
                 manifests,
-                k8s.namespace_for(environment),
+                namespace,
                 k8s.instance_selector(environment),
                 dry_run=dry_run is not None,
             )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -482,8 +483,6 @@ def _same_template(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 def _api_message(error: Any) -> str:
     """The `message` of the API's Status answer, else the HTTP status line."""
-    import json
-
     body = getattr(error, "body", None) or getattr(error, "summary", lambda: "")()
     try:
         status = json.loads(body)
