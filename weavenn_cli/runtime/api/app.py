@@ -32,6 +32,7 @@ from weavenn_cli.runtime.api.middleware import (
 )
 from weavenn_cli.runtime.api.ratelimit import RateLimiter
 from weavenn_cli.runtime.api.routers import files, git, mcp, tasks
+from weavenn_cli.runtime.api.routers import search as search_routes
 from weavenn_cli.runtime.api.services import ServiceName
 from weavenn_cli.runtime.api.system import ReadinessCheck, system_router
 from weavenn_cli.runtime.config import Settings
@@ -45,6 +46,7 @@ from weavenn_cli.runtime.problems import (
     ServiceUnavailable,
     ValidationFailed,
 )
+from weavenn_cli.runtime.search.service import search_service_for
 from weavenn_cli.runtime.tasks.service import task_service_for
 
 logger = logging.getLogger("weavenn.api")
@@ -96,6 +98,8 @@ def create_app(service: ServiceName, settings: Settings) -> FastAPI:
         app.include_router(files.router)
     if services.git is not None:
         app.include_router(git.router)
+    if services.search is not None:
+        app.include_router(search_routes.router)
     if service == "all":
         app.include_router(mcp.router)
     if proxy is not None:
@@ -115,6 +119,7 @@ def _services(service: ServiceName, settings: Settings, remote: bool) -> Service
         tasks=task_service_for(settings, remote=remote) if service in SERVES_TASKS else None,
         files=file_service_for(settings, remote=remote) if service in SERVES_FILES else None,
         git=GitRepository(settings.vault_path) if service in SERVES_GIT else None,
+        search=search_service_for(settings, remote=remote) if service in SERVES_FILES else None,
     )
 
 
@@ -126,10 +131,10 @@ def _readiness_checks(
     remote: bool,
 ) -> list[ReadinessCheck]:
     checks: list[ReadinessCheck] = []
-    if services.tasks is not None and not remote:
+    if not remote and (services.tasks is not None or services.search is not None):
         checks.append(ReadinessCheck("database", _database_probe(settings)))
-        if settings.rabbitmq_url:
-            checks.append(ReadinessCheck("broker", _broker_probe(settings)))
+    if services.tasks is not None and not remote and settings.rabbitmq_url:
+        checks.append(ReadinessCheck("broker", _broker_probe(settings)))
     if services.files is not None:
         checks.append(ReadinessCheck("files", services.files.check))
     if service == "git-service" and services.git is not None:

@@ -13,6 +13,7 @@ from fastapi import Request
 
 from weavenn_cli.runtime.files.service import FileService
 from weavenn_cli.runtime.git.repository import GitRepository
+from weavenn_cli.runtime.search.service import SearchService
 from weavenn_cli.runtime.tasks.service import TaskService
 
 
@@ -21,9 +22,10 @@ class Services:
     tasks: TaskService | None = None
     files: FileService | None = None
     git: GitRepository | None = None
+    search: SearchService | None = None
 
     def close(self) -> None:
-        for service in (self.tasks, self.files):
+        for service in (self.tasks, self.files, self.search):
             if service is not None:
                 service.close()
 
@@ -43,6 +45,10 @@ def files(request: Request) -> FileService:
 
 def git(request: Request) -> GitRepository:
     return cast(GitRepository, _services(request).git)
+
+
+def search(request: Request) -> SearchService:
+    return cast(SearchService, _services(request).search)
 
 
 def user_id(request: Request) -> str | None:

@@ -57,7 +57,16 @@ def upstreams(settings: Settings) -> dict[str, Upstream]:
     task = Upstream("task-service", settings.task_service_url.rstrip("/"))
     file = Upstream("file-service", settings.file_service_url.rstrip("/"))
     git = Upstream("git-service", settings.git_service_url.rstrip("/"))
-    return {"/tasks": task, "/v1/tasks": task, "/v2/tasks": task, "/files": file, "/git": git}
+    return {
+        "/tasks": task,
+        "/v1/tasks": task,
+        "/v2/tasks": task,
+        "/files": file,
+        "/search": file,
+        "/notes": file,
+        "/graph": file,
+        "/git": git,
+    }
 
 
 def proxy_client(settings: Settings) -> httpx.AsyncClient:

@@ -12,9 +12,17 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from weavenn_cli.runtime.api.routers import files as file_routes
+from weavenn_cli.runtime.api.routers import search as search_routes
 from weavenn_cli.runtime.api.routers import tasks as task_routes
 from weavenn_cli.runtime.files.notes import Note, NoteList
 from weavenn_cli.runtime.files.service import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT
+from weavenn_cli.runtime.search.service import (
+    DEFAULT_SEARCH_LIMIT,
+    MAX_QUERY_LENGTH,
+    MAX_SEARCH_LIMIT,
+    MAX_TAG_LENGTH,
+    SearchResults,
+)
 from weavenn_cli.runtime.tasks.models import (
     MAX_PAGE,
     SortKey,
@@ -43,6 +51,16 @@ class ListNotesBody(BaseModel):
 
     pattern: Annotated[str, Field(max_length=500)] = "*"
     limit: Annotated[int, Field(ge=1, le=MAX_LIST_LIMIT)] = DEFAULT_LIST_LIMIT
+
+
+class SearchNotesBody(BaseModel):
+    """`/search`'s `q`, `tag` and `limit`; the MVP called the words `query`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: Annotated[str | None, Field(max_length=MAX_QUERY_LENGTH)] = None
+    tag: Annotated[str | None, Field(max_length=MAX_TAG_LENGTH)] = None
+    limit: Annotated[int, Field(ge=1, le=MAX_SEARCH_LIMIT)] = DEFAULT_SEARCH_LIMIT
 
 
 class ListTasksBody(BaseModel):
@@ -89,6 +107,11 @@ def delete_note(body: NotePathBody, service: file_routes.Files) -> None:
 @router.post("/list_notes", response_model=NoteList)
 def list_notes(body: ListNotesBody, service: file_routes.Files) -> NoteList:
     return file_routes.list_files(service, body.pattern, body.limit)
+
+
+@router.post("/search_notes", response_model=SearchResults)
+def search_notes(body: SearchNotesBody, service: search_routes.Search) -> SearchResults:
+    return search_routes.search_notes(service, body.query, body.tag, body.limit)
 
 
 @router.post("/list_tasks", response_model=TaskPage)

@@ -1,0 +1,1 @@
+"""Search over the vault's shadow cache: one service interface, local and remote implementations."""
