@@ -6,7 +6,6 @@ A server costs about a second to start, so tests that do not interfere share one
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -164,23 +163,3 @@ def module_vault(tmp_path_factory: pytest.TempPathFactory) -> Path:
     vault = tmp_path_factory.mktemp("vault")
     git(vault, "init", "-q", "-b", "main")
     return vault
-
-
-def weavenn_json(weavenn_bin: Path, env: dict[str, str], *args: str) -> object:
-    """Run the installed command with `--json` and return what it printed."""
-    result = subprocess.run(
-        [str(weavenn_bin), *args, "--json"],
-        env=clean_environment(env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-def index_vault(weavenn_bin: Path, database_url: str, vault: Path) -> None:
-    """Fill the shadow cache of `database_url` from `vault` with `weavenn vault index`."""
-    env = {"DATABASE_URL": database_url, "VAULT_PATH": str(vault)}
-    summary = weavenn_json(weavenn_bin, env, "vault", "index")
-    assert isinstance(summary, dict) and summary["scanned"] > 0, summary

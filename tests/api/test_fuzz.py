@@ -14,7 +14,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from tests.api.conftest import Server, StartServer, index_vault
+from tests.api.conftest import Server, StartServer
+from tests.api.test_search import index_vault
 
 pytestmark = pytest.mark.xdist_group("api-fuzz")
 

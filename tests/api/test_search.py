@@ -8,6 +8,9 @@ service remotely (its own database unreachable, so it cannot answer from it).
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,14 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.conftest import (
-    Server,
-    StartServer,
-    free_port,
-    index_vault,
-    weavenn_json,
-)
+from tests.api.conftest import Server, StartServer, free_port
 from tests.api.test_files import raw_request
+from tests.support import WEAVENN_ENV_VARS
 
 pytestmark = pytest.mark.xdist_group("api-search")
 
@@ -50,6 +48,27 @@ ENTRIES = ("file-service", "monolith", "gateway", "monolith on kubernetes")
 MONOLITHS = ("monolith", "monolith on kubernetes")
 # Each server takes every request of the module; the rate limit has its own tests.
 UNLIMITED = {"RATE_LIMIT_PER_MINUTE": "100000"}
+
+
+def weavenn_json(weavenn_bin: Path, env: dict[str, str], *args: str) -> Any:
+    """Run the installed command with `--json` and return what it printed."""
+    clean = {k: v for k, v in os.environ.items() if k not in WEAVENN_ENV_VARS}
+    result = subprocess.run(
+        [str(weavenn_bin), *args, "--json"],
+        env=clean | env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def index_vault(weavenn_bin: Path, database_url: str, vault: Path) -> None:
+    """Fill the shadow cache of `database_url` from `vault` with `weavenn vault index`."""
+    env = {"DATABASE_URL": database_url, "VAULT_PATH": str(vault)}
+    summary = weavenn_json(weavenn_bin, env, "vault", "index")
+    assert summary["scanned"] > 0, summary
 
 
 @pytest.fixture(scope="module")
