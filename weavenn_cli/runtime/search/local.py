@@ -35,6 +35,7 @@ class CacheSearchService:
 
     def backlinks(self, path: str) -> Backlinks:
         with self.sessions() as session:
+            # Backlinks of a note the cache does not hold would be an empty answer, not a 404.
             if queries.find_note_path(session, path) != path:
                 raise _not_cached(path)
             return Backlinks(path=path, items=queries.backlinks(session, path))

@@ -54,7 +54,8 @@ class ListNotesBody(BaseModel):
 
 
 class SearchNotesBody(BaseModel):
-    """`/search`'s `q`, `tag` and `limit`; the MVP called the words `query`."""
+    """`/search`'s parameters as a tool-call body; the words are `query`, spelled out like the
+    fields of the other MCP bodies."""
 
     model_config = ConfigDict(extra="forbid")
 
