@@ -87,3 +87,14 @@ def test_a_queued_older_event_does_not_undo_the_index(
     with sessions() as session:
         note = queries.note_details(session, "n.md")
         assert note is not None and note.title == "Newer"
+
+
+def test_a_nul_spelled_in_yaml_frontmatter_is_stored_on_both_databases(
+    sessions: Factory, vault: Path
+) -> None:
+    write(vault, "nul.md", '---\na: "x\\0y"\n"k\\0": 1\n---\n# Nul')
+    summary = index(sessions, vault)
+    assert summary.created == 1
+    with sessions() as session:
+        note = queries.note_details(session, "nul.md")
+    assert note is not None and note.frontmatter == {"a": "x\ufffdy", "k\ufffd": 1}

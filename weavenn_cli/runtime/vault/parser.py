@@ -173,13 +173,20 @@ def _json_safe(value: Any, budget: list[int]) -> Any:
         return base64.b64encode(value).decode("ascii")
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)  # JSON has no NaN or infinity
+    if isinstance(value, str):
+        return _without_nul(value)
     return value
+
+
+def _without_nul(text: str) -> str:
+    # YAML can spell a NUL ("\0"); PostgreSQL text and JSON cannot store one.
+    return text.replace("\x00", "\ufffd")
 
 
 def _key(key: Any) -> str:
     if isinstance(key, (datetime, date)):
         return key.isoformat()
-    return "null" if key is None else str(key)
+    return "null" if key is None else _without_nul(str(key))
 
 
 def _first_line(error: Exception) -> str:
