@@ -2,6 +2,13 @@
 
 from weavenn_cli.runtime.db.models.base import Base
 from weavenn_cli.runtime.db.models.bus import InboxEntry, OutboxMessage
+from weavenn_cli.runtime.db.models.migration import (
+    BackfillCheckpoint,
+    BackfillReject,
+    DualWriteFailure,
+    RuntimeFlag,
+    VerifyRun,
+)
 from weavenn_cli.runtime.db.models.tasks import Task
 from weavenn_cli.runtime.db.models.vault import (
     Note,
@@ -13,7 +20,10 @@ from weavenn_cli.runtime.db.models.vault import (
 )
 
 __all__ = [
+    "BackfillCheckpoint",
+    "BackfillReject",
     "Base",
+    "DualWriteFailure",
     "InboxEntry",
     "Note",
     "NoteHeading",
@@ -22,5 +32,7 @@ __all__ = [
     "NoteVersion",
     "OutboxMessage",
     "PublishedFile",
+    "RuntimeFlag",
     "Task",
+    "VerifyRun",
 ]
