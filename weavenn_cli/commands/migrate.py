@@ -120,3 +120,15 @@ def check(database_url: str | None = DATABASE_URL_OPTION) -> None:
 
 def _revs(revisions: list[str]) -> str:
     return ", ".join(revisions) if revisions else "base"
+
+
+def _register_data_commands() -> None:
+    from weavenn_cli.commands import migrate_data
+
+    app.command("backfill")(migrate_data.backfill)
+    app.command("verify")(migrate_data.verify)
+    app.command("status")(migrate_data.status)
+    app.add_typer(migrate_data.dual_write_app, name="dual-write")
+
+
+_register_data_commands()

@@ -154,11 +154,11 @@ def describe_conversions(spec: TableSpec, source: sa.Engine, target: sa.Engine) 
         Kind.JSON: ("JSON text → jsonb", "jsonb → JSON text"),
         Kind.UUID: ("text → uuid", "uuid → text"),
     }
-    return [
-        f"{column.name}: {notes[kind][0 if to_pg else 1]}"
-        for column, kind in zip(spec.columns, spec.kinds, strict=True)
-        if kind in notes
-    ]
+    grouped: dict[str, list[str]] = {}
+    for column, kind in zip(spec.columns, spec.kinds, strict=True):
+        if kind in notes:
+            grouped.setdefault(notes[kind][0 if to_pg else 1], []).append(column.name)
+    return [f"{', '.join(columns)}: {note}" for note, columns in grouped.items()]
 
 
 def _conflict_rule(spec: TableSpec) -> str:

@@ -1,0 +1,138 @@
+"""`weavenn migrate status`: the design's migration timeline as a checklist.
+
+1. schema at head on both databases, 2. dual-write on, 3. backfill of every application
+table, 4. verify identical, 5. dual-write off, reads from PostgreSQL only, 6. retire SQLite.
+Each item is read from the databases themselves; the first one not done is the next step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from weavenn_cli.runtime import schema
+from weavenn_cli.runtime.config import DEFAULT_DATABASE_URL, Settings
+from weavenn_cli.runtime.db.engine import describe_url
+from weavenn_cli.runtime.errors import WeavennError
+from weavenn_cli.runtime.migration import backfill, dual_write, verify
+from weavenn_cli.runtime.migration.tables import application_tables
+
+State = Literal["ok", "todo", "fail", "info"]
+
+
+@dataclass(frozen=True)
+class Check:
+    item: str
+    state: State
+    detail: str
+
+
+@dataclass
+class MigrationStatus:
+    checks: list[Check] = field(default_factory=list)
+    next_step: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"checks": [asdict(check) for check in self.checks], "next_step": self.next_step}
+
+
+def secondary_url(settings: Settings) -> str:
+    """The other database of the migration: SECONDARY_DATABASE_URL, or the default SQLite."""
+    return settings.secondary_database_url or DEFAULT_DATABASE_URL
+
+
+def migration_status(settings: Settings) -> MigrationStatus:
+    primary, secondary = settings.database_url, secondary_url(settings)
+    status = MigrationStatus()
+    steps: list[str] = []
+    primary_ok = _schema_check(status, "primary", primary, steps)
+    _schema_check(status, "secondary", secondary, steps)
+    if not primary_ok:
+        status.next_step = steps[0]
+        return status
+    switch = dual_write.dual_write_status(primary, settings.dual_write_enabled)
+    backfilled_at = _backfill_checks(status, primary)
+    last = verify.last_verify_result(primary)
+    verified = _verify_check(status, last, backfilled_at)
+    status.checks.insert(
+        2,
+        Check(
+            "dual-write",
+            "ok" if switch.enabled or verified else "todo",
+            f"{'on' if switch.enabled else 'off'}, {switch.pending_failures} pending failures",
+        ),
+    )
+    if not switch.enabled and backfilled_at is None and not verified:
+        steps.append("weavenn migrate dual-write on")
+    if backfilled_at is None:
+        steps.append("weavenn migrate backfill")
+    if switch.pending_failures:
+        steps.append("weavenn migrate dual-write replay")
+    if not verified:
+        steps.append("weavenn migrate verify --repair")
+    if switch.enabled:
+        steps.append("read tasks from PostgreSQL only, then: weavenn migrate dual-write off")
+    steps.append(f"retire the old database {describe_url(secondary)} (keep a copy)")
+    status.next_step = steps[0]
+    return status
+
+
+def _schema_check(status: MigrationStatus, role: str, url: str, steps: list[str]) -> bool:
+    item = f"{role} schema at head ({describe_url(url)})"
+    try:
+        at_head = schema.is_at_head(url)
+    except WeavennError as error:
+        status.checks.append(Check(item, "fail", error.message))
+        steps.append(f"make {describe_url(url)} reachable")
+        return False
+    current = ", ".join(schema.current_revisions(url)) or "none"
+    if not at_head:
+        status.checks.append(Check(item, "todo", f"at revision {current}"))
+        steps.append(f"weavenn migrate db --database-url {describe_url(url)}")
+        return False
+    status.checks.append(Check(item, "ok", f"revision {current}"))
+    return True
+
+
+def _backfill_checks(status: MigrationStatus, primary: str) -> Any:
+    """One line per application table; returns when the last one finished, or None."""
+    recorded = backfill.checkpoints(primary)
+    finished = []
+    for table in application_tables():
+        checkpoint = recorded.get(table.name)
+        item = f"backfill {table.name}"
+        if checkpoint is None:
+            status.checks.append(Check(item, "todo", "not started"))
+            continue
+        done = f"{checkpoint['rows_read']}"
+        if checkpoint["source_rows"] is not None:
+            done += f" of {checkpoint['source_rows']}"
+        counts = (
+            f"{done} rows read, {checkpoint['rows_written']} written, "
+            f"{checkpoint['rows_rejected']} rejected"
+        )
+        if checkpoint["finished_at"] is None:
+            status.checks.append(Check(item, "todo", f"in progress: {counts}"))
+            continue
+        status.checks.append(Check(item, "ok", f"{counts}, finished {checkpoint['finished_at']:%Y-%m-%d %H:%M} UTC"))
+        finished.append(checkpoint["finished_at"])
+    if len(finished) < len(application_tables()):
+        return None
+    return max(finished)
+
+
+def _verify_check(
+    status: MigrationStatus, last: verify.VerifyResult | None, backfilled_at: Any
+) -> bool:
+    if last is None:
+        status.checks.append(Check("verify", "todo", "never run"))
+        return False
+    when = f"{last.finished_at:%Y-%m-%d %H:%M} UTC"
+    if not last.identical:
+        status.checks.append(Check("verify", "fail", f"{last.differences} differences at {when}"))
+        return False
+    if backfilled_at is not None and last.finished_at < backfilled_at:
+        status.checks.append(Check("verify", "todo", f"identical at {when}, before the backfill"))
+        return False
+    status.checks.append(Check("verify", "ok", f"identical at {when}"))
+    return True
