@@ -8,19 +8,28 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy import exc, pool
 
-from weavenn_cli.runtime.db.engine import check_connection, make_engine
+from weavenn_cli.runtime.db.engine import check_connection, describe_url, make_engine
+from weavenn_cli.runtime.errors import DatabaseError
 from weavenn_cli.runtime.migration.tables import TableSpec
 
 
 @contextmanager
 def open_engine(url: str) -> Iterator[sa.Engine]:
-    """An engine for one command run; the database must answer."""
+    """An engine for one command run; the database must answer (and a SQLite file exist)."""
     engine = make_engine(url, poolclass=pool.NullPool)
+    database = engine.url.database or ""
+    if engine.dialect.name == "sqlite" and database and not database.startswith(":"):
+        if not Path(database).is_file():
+            engine.dispose()
+            raise DatabaseError(
+                f"database file {database} does not exist: check the URL ({describe_url(url)})"
+            )
     try:
         check_connection(engine)
         yield engine

@@ -547,7 +547,9 @@ def _update_checkpoint(connection: sa.Connection, table_name: str, **values: Any
 
 
 def _json_safe(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=_json_default))
+    # jsonb cannot hold NUL characters: keep them visible as the text "\u0000".
+    text = json.dumps(value, default=_json_default).replace("\\u0000", "\\\\u0000")
+    return json.loads(text)
 
 
 def _json_default(value: Any) -> Any:
