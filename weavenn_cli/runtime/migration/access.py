@@ -71,8 +71,13 @@ def raw_connection(engine: sa.Engine) -> Iterator[Any]:
     try:
         driver = proxy.driver_connection
         if is_postgres(engine):
+            from psycopg.types.string import TextLoader
+
             driver.autocommit = True  # type: ignore[union-attr]
             driver.execute("SET TIME ZONE 'UTC'")  # type: ignore[union-attr]
+            # JSON as the server prints it: parsing it into floats would change its digits.
+            for name in ("json", "jsonb"):
+                driver.adapters.register_loader(name, TextLoader)  # type: ignore[union-attr]
         yield driver
     finally:
         proxy.close()

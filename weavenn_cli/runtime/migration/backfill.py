@@ -348,7 +348,7 @@ class _GenericWriter:
             python_converter(kind) for kind in spec.kinds
         ]
         rule = "newer" if spec.has_updated_at else "keep"
-        self.statement = upsert_statement(connection.engine, spec.table, rule)
+        self.statement = upsert_statement(connection.engine, spec.writable_table, rule)
 
     def strategies(self) -> Iterator[Strategy]:
         yield self.all_at_once

@@ -77,6 +77,20 @@ class TableSpec:
     def key_of(self, row: Sequence[Any]) -> tuple[Any, ...]:
         return tuple(row[position] for position in self.key_positions)
 
+    @property
+    def writable_table(self) -> sa.Table:
+        """The table with JSON columns as text: JSON is written exactly as it was read
+        (a float round trip would turn 2.50 into 2.5)."""
+        columns = [
+            sa.Column(
+                column.name,
+                sa.Text() if kind is Kind.JSON else column.type,
+                primary_key=column.primary_key,
+            )
+            for column, kind in zip(self.table.columns, self.kinds, strict=True)
+        ]
+        return sa.Table(self.name, sa.MetaData(), *columns)
+
 
 def spec_for(table: sa.Table) -> TableSpec:
     if not table.primary_key.columns:

@@ -153,13 +153,17 @@ def to_float(value: Any) -> float:
         raise ConversionError(f"{value!r} is not a number") from None
 
 
-def to_json(value: Any) -> Any:
-    if isinstance(value, (bytes, str)):
+def to_json_text(value: Any) -> str:
+    """JSON as text, checked but otherwise untouched: numbers keep their exact digits."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    if isinstance(value, str):
         try:
-            return json.loads(value)
+            json.loads(value)
         except ValueError as error:
             raise ConversionError(f"invalid JSON ({error})") from None
-    return value
+        return value
+    return json.dumps(value, ensure_ascii=False)
 
 
 def to_text(value: Any) -> str:
@@ -198,14 +202,14 @@ PYTHON_CONVERTERS: dict[Kind, Callable[[Any], Any]] = {
     Kind.TIMESTAMPTZ: to_datetime,
     Kind.TIMESTAMP: functools.partial(to_datetime, aware=False),
     Kind.DATE: to_date,
-    Kind.JSON: to_json,
+    Kind.JSON: to_json_text,
     Kind.BYTES: to_bytes,
     Kind.UUID: to_uuid,
 }
 
 
 def python_converter(kind: Kind) -> Callable[[Any], Any]:
-    """Stored value → the Python value SQLAlchemy's column type expects (None stays None)."""
+    """Stored value → the Python value for `writable_table` (None stays None)."""
     convert = PYTHON_CONVERTERS[kind]
     return lambda value: None if value is None else convert(value)
 

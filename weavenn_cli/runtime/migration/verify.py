@@ -658,7 +658,8 @@ def _repair(
         ]
         with target.begin() as connection:
             if params:
-                connection.execute(upsert_statement(target, spec.table, "replace"), params)
+                upsert = upsert_statement(target, spec.writable_table, "replace")
+                connection.execute(upsert, params)
                 fixed += len(params)
             if delete_extra and diff.missing_in_source:
                 extra = _keys_from_report(spec, diff.missing_in_source)
