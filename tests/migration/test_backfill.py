@@ -93,7 +93,8 @@ def test_twice_and_over_newer_rows_leaves_one_copy_and_keeps_the_newer(
     )
     pg_query(
         migrated_pg_url,
-        "INSERT INTO tasks VALUES ('only-target', 'p', 't', 'todo', NULL, false, now(), NULL, now())",
+        "INSERT INTO tasks VALUES "
+        "('only-target', 'p', 't', 'todo', NULL, false, now(), NULL, now())",
     )
     second = _backfill(run_weavenn, migrated_sqlite_url, migrated_pg_url, "--json")
     assert second.returncode == 0, second.stderr
@@ -237,9 +238,7 @@ def test_refuses_a_target_not_at_head(run_weavenn, migrated_sqlite_url, pg_url) 
     assert "target" in lines[0] and "not at head" in lines[0] and "weavenn migrate db" in lines[0]
 
 
-def test_refuses_a_source_without_the_table(
-    run_weavenn, sqlite_url, migrated_pg_url
-) -> None:
+def test_refuses_a_source_without_the_table(run_weavenn, sqlite_url, migrated_pg_url) -> None:
     sqlite_path(sqlite_url).parent.mkdir(parents=True)
     sqlite_query(sqlite_url, "CREATE TABLE other (x)")
     result = _backfill(run_weavenn, sqlite_url, migrated_pg_url)

@@ -5,7 +5,7 @@ Registered on the `migrate` group; thin: options, one runtime call, rich output.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -52,7 +52,7 @@ JSON_OPTION = typer.Option(False, "--json", help="Print JSON.")
 SHOWN_KEYS = 20
 
 
-class OnError(str, Enum):
+class OnError(StrEnum):
     stop = "stop"
     skip = "skip"
 
@@ -67,7 +67,7 @@ def _endpoints(source: str | None, target: str | None) -> tuple[str, str]:
 class _RowRate(ProgressColumn):
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f} rows/s" if speed else "– rows/s", style="cyan")
+        return Text(f"{speed:,.0f} rows/s" if speed else "- rows/s", style="cyan")
 
 
 class _BackfillBar:
@@ -190,7 +190,10 @@ def verify(
     target: str | None = TARGET_OPTION,
     table: list[str] | None = TABLE_OPTION,
     where: str | None = typer.Option(
-        None, "--where", help="Only rows matching this SQL condition (valid on both).", metavar="SQL"
+        None,
+        "--where",
+        help="Only rows matching this SQL condition (valid on both).",
+        metavar="SQL",
     ),
     as_json: bool = JSON_OPTION,
     repair: bool = typer.Option(
@@ -232,7 +235,9 @@ def _print_verify(report: VerifyReport, as_json: bool) -> None:
         f"{stats.rows_sent_to_client:,} rows sent to the client, {stats.ranges_compared:,} "
         f"ranges compared, {stats.seconds:.1f}s"
     )
-    verdict = "[green]identical[/]" if report.identical else f"[red]{report.differences} differences[/]"
+    verdict = (
+        "[green]identical[/]" if report.identical else f"[red]{report.differences} differences[/]"
+    )
     stdout.print(verdict)
 
 
@@ -255,7 +260,9 @@ def _print_diffs(tables: dict[str, Any], title: str) -> None:
     for name, d in tables.items():
         lines = [f"only in source: {k}" for k in d.missing_in_target]
         lines += [f"only in target: {k}" for k in d.missing_in_source]
-        lines += [f"different: {item['key']} ({', '.join(item['columns'])})" for item in d.different]
+        lines += [
+            f"different: {item['key']} ({', '.join(item['columns'])})" for item in d.different
+        ]
         for line in lines[:SHOWN_KEYS]:
             stdout.print(f"  {name} {line}", markup=False)
         if len(lines) > SHOWN_KEYS:

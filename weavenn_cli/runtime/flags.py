@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 
 from weavenn_cli.runtime.db.models import RuntimeFlag
 from weavenn_cli.runtime.db.types import utcnow
 
-FLAGS = RuntimeFlag.__table__
+FLAGS = cast(sa.Table, RuntimeFlag.__table__)
 MISSING = object()
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import sqlalchemy as sa
 from sqlalchemy import exc, pool
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from weavenn_cli.runtime.db.engine import check_connection, describe_url, make_engine
 from weavenn_cli.runtime.errors import DatabaseError
@@ -24,12 +25,12 @@ def open_engine(url: str) -> Iterator[sa.Engine]:
     """An engine for one command run; the database must answer (and a SQLite file exist)."""
     engine = make_engine(url, poolclass=pool.NullPool)
     database = engine.url.database or ""
-    if engine.dialect.name == "sqlite" and database and not database.startswith(":"):
-        if not Path(database).is_file():
-            engine.dispose()
-            raise DatabaseError(
-                f"database file {database} does not exist: check the URL ({describe_url(url)})"
-            )
+    is_file = engine.dialect.name == "sqlite" and database and not database.startswith(":")
+    if is_file and not Path(database).is_file():
+        engine.dispose()
+        raise DatabaseError(
+            f"database file {database} does not exist: check the URL ({describe_url(url)})"
+        )
     try:
         check_connection(engine)
         yield engine
@@ -55,9 +56,9 @@ def raw_table(spec: TableSpec) -> sa.TableClause:
     return sa.table(spec.name, *(sa.column(name) for name in spec.column_names))
 
 
-def compile_sql(engine: sa.Engine, statement: sa.Executable) -> tuple[str, Any]:
+def compile_sql(engine: sa.Engine, statement: sa.ClauseElement) -> tuple[str, Any]:
     """SQL text and parameters of a Core statement, for the driver's own cursor."""
-    compiled = statement.compile(dialect=engine.dialect)
+    compiled = cast(SQLCompiler, statement.compile(dialect=engine.dialect))
     if compiled.positional:
         positions = compiled.positiontup or []
         return str(compiled), tuple(compiled.params[name] for name in positions)
@@ -102,9 +103,7 @@ def first_line(error: BaseException) -> str:
 ConflictRule = Literal["newer", "replace", "keep"]
 
 
-def upsert_statement(
-    engine: sa.Engine, table: sa.Table, on_conflict: ConflictRule
-) -> sa.Insert:
+def upsert_statement(engine: sa.Engine, table: sa.Table, on_conflict: ConflictRule) -> sa.Insert:
     """INSERT … ON CONFLICT (key) for either engine.
 
     `newer`: an existing row is replaced only by one with a later `updated_at`, so a copied

@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -26,6 +26,7 @@ from weavenn_cli.runtime.db.models import BackfillCheckpoint, BackfillReject
 from weavenn_cli.runtime.db.types import utcnow
 from weavenn_cli.runtime.errors import UsageError, WeavennError
 from weavenn_cli.runtime.migration.access import (
+    ConflictRule,
     compile_sql,
     fetch_all,
     first_line,
@@ -54,8 +55,8 @@ OnError = Literal["stop", "skip"]
 Row = tuple[Any, ...]
 DEFAULT_BATCH_SIZE = 10_000
 REJECT_TABLE = BackfillReject.__tablename__
-CHECKPOINTS = BackfillCheckpoint.__table__
-REJECTS = BackfillReject.__table__
+CHECKPOINTS = cast(sa.Table, BackfillCheckpoint.__table__)
+REJECTS = cast(sa.Table, BackfillReject.__table__)
 
 
 class BackfillProgress(Protocol):
@@ -203,7 +204,9 @@ class _TableJob:
         self.on_error = on_error
         self.outcome = TableOutcome(spec.name)
 
-    def run(self, batch_size: int, restart: bool, progress: BackfillProgress | None) -> TableOutcome:
+    def run(
+        self, batch_size: int, restart: bool, progress: BackfillProgress | None
+    ) -> TableOutcome:
         started = time.perf_counter()
         with self.target.connect() as connection:
             if is_postgres(self.target):
@@ -295,7 +298,9 @@ class _TableJob:
                     {
                         "table_name": self.spec.name,
                         "key": _json_safe(list(reject.key)),
-                        "row": _json_safe(dict(zip(self.spec.column_names, reject.row, strict=True))),
+                        "row": _json_safe(
+                            dict(zip(self.spec.column_names, reject.row, strict=True))
+                        ),
                         "reason": reject.reason,
                         "created_at": utcnow(),
                     }
@@ -347,7 +352,7 @@ class _GenericWriter:
         self.converters: list[Callable[[Any], Any] | None] = [
             python_converter(kind) for kind in spec.kinds
         ]
-        rule = "newer" if spec.has_updated_at else "keep"
+        rule: ConflictRule = "newer" if spec.has_updated_at else "keep"
         self.statement = upsert_statement(connection.engine, spec.writable_table, rule)
 
     def strategies(self) -> Iterator[Strategy]:
@@ -429,10 +434,10 @@ class _CopyWriter:
 
     def _copy(self, table: str, rows: list[Row]) -> None:
         driver = self.connection.connection.driver_connection
-        with driver.cursor() as cursor:  # type: ignore[union-attr]
-            with cursor.copy(f"COPY {table} ({self.columns}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
+        sql = f"COPY {table} ({self.columns}) FROM STDIN"
+        with driver.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[union-attr]
+            for row in rows:
+                copy.write_row(row)
 
     def copy_into_table(self, rows: list[Row]) -> tuple[int, list[Reject]]:
         import psycopg
@@ -508,8 +513,10 @@ def _read_chunks(
 
 def _after(keys: list[sa.ColumnClause[Any]], values: Row) -> sa.ColumnElement[bool]:
     if len(keys) == 1:
-        return keys[0] > values[0]
-    return sa.tuple_(*keys) > sa.tuple_(*values)
+        single: sa.ColumnElement[bool] = keys[0] > values[0]
+        return single
+    comparison: sa.ColumnElement[bool] = sa.tuple_(*keys) > sa.tuple_(*values)
+    return comparison
 
 
 def _count(engine: sa.Engine, spec: TableSpec) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import sqlalchemy as sa
 
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 FLAG = "dual_write_enabled"
 FLAG_TTL_SECONDS = 1.0
 SECONDARY_CONNECT_TIMEOUT = 3
-FAILURES = DualWriteFailure.__table__
+FAILURES = cast(sa.Table, DualWriteFailure.__table__)
 Operation = Literal["insert", "update", "delete"]
 
 
@@ -193,4 +193,6 @@ def _key_match(table: sa.Table, row: Mapping[str, Any]) -> list[sa.ColumnElement
 
 
 def _json_key(key: list[Any]) -> list[Any]:
-    return [value if isinstance(value, (int, str)) or value is None else str(value) for value in key]
+    return [
+        value if isinstance(value, (int, str)) or value is None else str(value) for value in key
+    ]

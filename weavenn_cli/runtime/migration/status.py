@@ -114,7 +114,9 @@ def _backfill_checks(status: MigrationStatus, primary: str) -> Any:
         if checkpoint["finished_at"] is None:
             status.checks.append(Check(item, "todo", f"in progress: {counts}"))
             continue
-        status.checks.append(Check(item, "ok", f"{counts}, finished {checkpoint['finished_at']:%Y-%m-%d %H:%M} UTC"))
+        status.checks.append(
+            Check(item, "ok", f"{counts}, finished {checkpoint['finished_at']:%Y-%m-%d %H:%M} UTC")
+        )
         finished.append(checkpoint["finished_at"])
     if len(finished) < len(application_tables()):
         return None

@@ -79,12 +79,12 @@ class TableSpec:
 
     @property
     def writable_table(self) -> sa.Table:
-        """The table with JSON columns as text: JSON is written exactly as it was read
-        (a float round trip would turn 2.50 into 2.5)."""
+        """The table with JSON columns untyped: JSON text is written exactly as it was read
+        (a float round trip would turn 2.50 into 2.5) and the database parses it."""
         columns = [
             sa.Column(
                 column.name,
-                sa.Text() if kind is Kind.JSON else column.type,
+                sa.types.NullType() if kind is Kind.JSON else column.type,
                 primary_key=column.primary_key,
             )
             for column, kind in zip(self.table.columns, self.kinds, strict=True)

@@ -231,9 +231,7 @@ def copy_converter(kind: Kind) -> Callable[[Any], Any] | None:
 
         return timestamp
     if kind is Kind.JSON:
-        return lambda value: (
-            value if value is None or isinstance(value, str) else json.dumps(value)
-        )
+        return lambda value: value if value is None or isinstance(value, str) else json.dumps(value)
     if kind is Kind.BOOLEAN:
         return lambda value: value if value is None or value in (0, 1) else to_bool(value)
     if kind is Kind.TEXT:

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 
@@ -227,7 +226,8 @@ class _Side:
         return "(" + ", ".join([self.param] * len(self.keys)) + ")"
 
     def conditions(self, span: Range) -> tuple[str, list[Any]]:
-        parts, params = [], []
+        parts: list[str] = []
+        params: list[Any] = []
         low, high = span
         if low is not None:
             parts.append(f"{self.key_expr()} >= {self.key_param()}")
@@ -461,7 +461,11 @@ def canonical_key(spec: TableSpec, key: Key) -> Key:
 
 
 def _side(engine: sa.Engine, spec: TableSpec, where: str | None) -> _Side:
-    return _PostgresSide(engine, spec, where) if is_postgres(engine) else _SQLiteSide(engine, spec, where)
+    return (
+        _PostgresSide(engine, spec, where)
+        if is_postgres(engine)
+        else _SQLiteSide(engine, spec, where)
+    )
 
 
 # -- the comparison --------------------------------------------------------------------------
@@ -653,7 +657,10 @@ def _repair(
             side.close()
         converters = [python_converter(kind) for kind in spec.kinds]
         params = [
-            {name: convert(value) for name, convert, value in zip(spec.column_names, converters, row, strict=True)}
+            {
+                name: convert(value)
+                for name, convert, value in zip(spec.column_names, converters, row, strict=True)
+            }
             for row in rows
         ]
         with target.begin() as connection:
@@ -686,7 +693,7 @@ def _record(
 ) -> None:
     with target.begin() as connection:
         connection.execute(
-            sa.insert(VerifyRun.__table__).values(
+            sa.insert(cast(sa.Table, VerifyRun.__table__)).values(
                 source=report.source,
                 target=report.target,
                 tables=[spec.name for spec in specs],
@@ -705,11 +712,9 @@ def _record(
             _resolve_dual_write_failures(engine, identical, started_at)
 
 
-def _resolve_dual_write_failures(
-    engine: sa.Engine, tables: list[str], before: datetime
-) -> None:
+def _resolve_dual_write_failures(engine: sa.Engine, tables: list[str], before: datetime) -> None:
     """Failures recorded before a verify found their table identical need no replay."""
-    failures = DualWriteFailure.__table__
+    failures = cast(sa.Table, DualWriteFailure.__table__)
     if not sa.inspect(engine).has_table(failures.name):
         return
     with engine.begin() as connection:
@@ -726,11 +731,15 @@ def _resolve_dual_write_failures(
 
 def last_verify_result(url: str) -> VerifyResult | None:
     """The most recent verify recorded in the database at `url`, or None."""
-    runs = VerifyRun.__table__
+    runs = cast(sa.Table, VerifyRun.__table__)
     with open_engine(url) as engine, engine.connect() as connection:
-        row = connection.execute(
-            sa.select(runs).order_by(runs.c.finished_at.desc(), runs.c.id.desc()).limit(1)
-        ).mappings().first()
+        row = (
+            connection.execute(
+                sa.select(runs).order_by(runs.c.finished_at.desc(), runs.c.id.desc()).limit(1)
+            )
+            .mappings()
+            .first()
+        )
     if row is None:
         return None
     return VerifyResult(

@@ -81,9 +81,7 @@ def upgrade() -> None:
         sa.Column("resolved_at", TIMESTAMP, nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_dual_write_failures"),
     )
-    op.create_index(
-        "ix_dual_write_failures_pending", "dual_write_failures", ["resolved_at", "id"]
-    )
+    op.create_index("ix_dual_write_failures_pending", "dual_write_failures", ["resolved_at", "id"])
 
 
 def downgrade() -> None:

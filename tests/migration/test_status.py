@@ -1,0 +1,65 @@
+"""`weavenn migrate status`: the timeline read from the databases, with the next step."""
+
+from __future__ import annotations
+
+import json
+
+from tests.migration.conftest import insert_sqlite, task_rows
+
+
+def _status(run_weavenn, env: dict[str, str]) -> dict:
+    result = run_weavenn("migrate", "status", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _states(status: dict) -> dict[str, str]:
+    return {check["item"].split(" (")[0]: check["state"] for check in status["checks"]}
+
+
+def test_walks_the_timeline_from_start_to_retiring_sqlite(
+    run_weavenn, migrated_sqlite_url, migrated_pg_url
+) -> None:
+    env = {"DATABASE_URL": migrated_pg_url, "SECONDARY_DATABASE_URL": migrated_sqlite_url}
+    insert_sqlite(migrated_sqlite_url, task_rows(40))
+
+    start = _status(run_weavenn, env)
+    assert _states(start) == {
+        "primary schema at head": "ok",
+        "secondary schema at head": "ok",
+        "dual-write": "todo",
+        "backfill tasks": "todo",
+        "verify": "todo",
+    }
+    assert start["next_step"] == "weavenn migrate dual-write on"
+
+    assert run_weavenn("migrate", "dual-write", "on", env=env).returncode == 0
+    assert _status(run_weavenn, env)["next_step"] == "weavenn migrate backfill"
+
+    assert run_weavenn("migrate", "backfill", env=env).returncode == 0
+    after_backfill = _status(run_weavenn, env)
+    assert _states(after_backfill)["backfill tasks"] == "ok"
+    detail = next(c["detail"] for c in after_backfill["checks"] if c["item"] == "backfill tasks")
+    assert detail.startswith("40 of 40 rows read, 40 written, 0 rejected")
+    assert after_backfill["next_step"] == "weavenn migrate verify --repair"
+
+    assert run_weavenn("migrate", "verify", env=env).returncode == 0
+    verified = _status(run_weavenn, env)
+    assert _states(verified)["verify"] == "ok"
+    assert verified["next_step"].endswith("weavenn migrate dual-write off")
+
+    assert run_weavenn("migrate", "dual-write", "off", env=env).returncode == 0
+    assert _status(run_weavenn, env)["next_step"].startswith("retire the old database sqlite")
+
+    table = run_weavenn("migrate", "status", env=env)
+    assert "SQLite → PostgreSQL migration" in table.stdout
+    assert "next step: retire the old database" in table.stdout
+
+
+def test_a_primary_behind_head_asks_for_the_schema_first(
+    run_weavenn, pg_url, migrated_sqlite_url
+) -> None:
+    env = {"DATABASE_URL": pg_url, "SECONDARY_DATABASE_URL": migrated_sqlite_url}
+    status = _status(run_weavenn, env)
+    assert _states(status)["primary schema at head"] == "todo"
+    assert status["next_step"].startswith("weavenn migrate db --database-url postgresql://")
