@@ -38,6 +38,7 @@ from weavenn_cli.runtime.migration.access import (
     raw_table,
     upsert_statement,
 )
+from weavenn_cli.runtime.migration.reading import Chunk, read_ahead, read_chunks
 from weavenn_cli.runtime.migration.tables import (
     TableSpec,
     require_at_head,
@@ -211,6 +212,9 @@ class _TableJob:
         with self.target.connect() as connection:
             if is_postgres(self.target):
                 connection.exec_driver_sql("SET TIME ZONE 'UTC'")
+                # A chunk and its checkpoint commit together: should the server lose the
+                # last commits in a crash, it loses both, and the next run copies them again.
+                connection.exec_driver_sql("SET synchronous_commit TO off")
                 connection.commit()
             writer = _writer_for(connection, self.spec)
             checkpoint = self._start(connection, restart)
@@ -219,11 +223,11 @@ class _TableJob:
             self.outcome.resumed_after = done
             if progress:
                 progress.table_started(self.spec.name, total, done)
-            last_key = tuple(checkpoint["last_key"]) if checkpoint["last_key"] else None
-            for chunk in _read_chunks(self.source, self.spec, last_key, batch_size):
+            chunks = read_chunks(self.source, self.spec, checkpoint["last_key"], batch_size)
+            for chunk in read_ahead(chunks):
                 self._write(connection, writer, chunk, total)
                 if progress:
-                    progress.rows_done(self.spec.name, len(chunk))
+                    progress.rows_done(self.spec.name, len(chunk.rows))
             with connection.begin():
                 _update_checkpoint(connection, self.spec.name, finished_at=utcnow())
         if progress:
@@ -260,10 +264,9 @@ class _TableJob:
             connection.execute(upsert_statement(self.target, CHECKPOINTS, "replace"), fresh)
             return fresh
 
-    def _write(
-        self, connection: sa.Connection, writer: _Writer, chunk: list[Row], total: int
-    ) -> None:
-        rows, rejects = _convert(self.spec, chunk, writer.converters)
+    def _write(self, connection: sa.Connection, writer: _Writer, chunk: Chunk, total: int) -> None:
+        only = None if writer.converts_every_row else chunk.needs_conversion
+        rows, rejects = _convert(self.spec, chunk.rows, writer.converters, only)
         for strategy in writer.strategies():
             try:
                 with connection.begin():
@@ -286,7 +289,7 @@ class _TableJob:
     def _record(
         self,
         connection: sa.Connection,
-        chunk: list[Row],
+        chunk: Chunk,
         written: int,
         rejects: list[Reject],
         total: int,
@@ -307,18 +310,19 @@ class _TableJob:
                     for reject in rejects
                 ],
             )
-        skipped = len(chunk) - written - len(rejects)
+        read = len(chunk.rows)
+        skipped = read - written - len(rejects)
         _update_checkpoint(
             connection,
             self.spec.name,
-            last_key=_json_safe(list(self.spec.key_of(chunk[-1]))),
-            rows_read=CHECKPOINTS.c.rows_read + len(chunk),
+            last_key=_json_safe(chunk.position),
+            rows_read=CHECKPOINTS.c.rows_read + read,
             rows_written=CHECKPOINTS.c.rows_written + written,
             rows_skipped=CHECKPOINTS.c.rows_skipped + skipped,
             rows_rejected=CHECKPOINTS.c.rows_rejected + len(rejects),
             source_rows=total,
         )
-        self.outcome.read += len(chunk)
+        self.outcome.read += read
         self.outcome.written += written
         self.outcome.skipped += skipped
         self.outcome.rejected += len(rejects)
@@ -333,6 +337,7 @@ Strategy = Callable[[list[Row]], tuple[int, list[Reject]]]
 
 class _Writer(Protocol):
     converters: list[Callable[[Any], Any] | None]
+    converts_every_row: bool
 
     def strategies(self) -> Iterator[Strategy]: ...
 
@@ -345,6 +350,8 @@ def _writer_for(connection: sa.Connection, spec: TableSpec) -> _Writer:
 
 class _GenericWriter:
     """Any target: a multi-row upsert, or row by row when the database refuses one."""
+
+    converts_every_row = True
 
     def __init__(self, connection: sa.Connection, spec: TableSpec) -> None:
         self.connection = connection
@@ -395,6 +402,8 @@ class _GenericWriter:
 
 class _CopyWriter:
     """PostgreSQL: COPY into the table, or into a staging table and a merge."""
+
+    converts_every_row = False  # only rows the reader flagged: PostgreSQL parses the rest
 
     def __init__(self, connection: sa.Connection, spec: TableSpec) -> None:
         self.connection = connection
@@ -472,15 +481,25 @@ class _CopyWriter:
 
 
 def _convert(
-    spec: TableSpec, chunk: list[Row], converters: list[Callable[[Any], Any] | None]
+    spec: TableSpec,
+    chunk: list[Row],
+    converters: list[Callable[[Any], Any] | None],
+    only: list[int] | None = None,
 ) -> tuple[list[Row], list[Reject]]:
-    """Rows the target can take, and those that cannot be converted (with the reason)."""
+    """Rows the target can take, and those that cannot be converted (with the reason).
+
+    `only`: the positions of the rows that need converting; the others pass as they are.
+    """
     active = [(i, convert) for i, convert in enumerate(converters) if convert is not None]
-    if not active:
+    if not active or only == []:
         return chunk, []
+    selected = set(range(len(chunk)) if only is None else only)
     rows: list[Row] = []
     rejects: list[Reject] = []
-    for row in chunk:
+    for position, row in enumerate(chunk):
+        if position not in selected:
+            rows.append(row)
+            continue
         values = list(row)
         try:
             for i, convert in active:
@@ -491,32 +510,6 @@ def _convert(
             continue
         rows.append(tuple(values))
     return rows, rejects
-
-
-def _read_chunks(
-    engine: sa.Engine, spec: TableSpec, after: Row | None, batch_size: int
-) -> Iterator[list[Row]]:
-    """The table in key order, `batch_size` rows at a time, from just after `after`."""
-    table = raw_table(spec)
-    keys = [table.c[name] for name in spec.key_names]
-    with raw_connection(engine) as connection:
-        while True:
-            query = sa.select(*table.c).order_by(*keys).limit(batch_size)
-            if after is not None:
-                query = query.where(_after(keys, after))
-            rows = fetch_all(connection, *compile_sql(engine, query))
-            if not rows:
-                return
-            yield rows
-            after = spec.key_of(rows[-1])
-
-
-def _after(keys: list[sa.ColumnClause[Any]], values: Row) -> sa.ColumnElement[bool]:
-    if len(keys) == 1:
-        single: sa.ColumnElement[bool] = keys[0] > values[0]
-        return single
-    comparison: sa.ColumnElement[bool] = sa.tuple_(*keys) > sa.tuple_(*values)
-    return comparison
 
 
 def _count(engine: sa.Engine, spec: TableSpec) -> int:

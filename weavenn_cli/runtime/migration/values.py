@@ -241,6 +241,23 @@ def copy_converter(kind: Kind) -> Callable[[Any], Any] | None:
     return python_converter(kind)
 
 
+def sqlite_clean_sql(kind: Kind, column: str) -> str | None:
+    """SQLite condition: the value can go to COPY as it is (see `copy_converter`); None when
+    every value can (SQLite's column affinity already made it text, integer or real, and
+    PostgreSQL rejects what it cannot parse, so the row is set aside, not altered)."""
+    conditions = {
+        # One GLOB is much cheaper than typeof/length/substr on every row.
+        Kind.TIMESTAMPTZ: f"{column} GLOB '[0-9][0-9][0-9][0-9]-??-?? ??:??:??.??????'",
+        Kind.TIMESTAMP: f"{column} GLOB '[0-9][0-9][0-9][0-9]-??-?? ??:??:??.??????'",
+        Kind.BOOLEAN: f"{column} IN (0, 1)",
+        Kind.DATE: "0",
+        Kind.BYTES: "0",
+        Kind.UUID: "0",
+    }
+    condition = conditions.get(kind)
+    return None if condition is None else f"({column} IS NULL OR {condition})"
+
+
 # -- canonical text (verify) ---------------------------------------------------------------
 
 
