@@ -259,3 +259,19 @@ def test_refuses_names_that_are_not_application_tables(
     assert result.returncode == 2
     assert f"unknown table {name!r}: the application tables are tasks" in result.stderr
     assert pg_query(migrated_pg_url, "SELECT count(*) FROM tasks") == [(0,)]
+
+
+def test_resume_refuses_a_source_file_rewritten_since_the_checkpoint(
+    run_weavenn, migrated_sqlite_url, migrated_pg_url
+) -> None:
+    insert_sqlite(migrated_sqlite_url, task_rows(10))
+    # As if VACUUM had renumbered the rows after the checkpoint was taken.
+    pg_query(
+        migrated_pg_url,
+        'INSERT INTO backfill_checkpoints VALUES (\'tasks\', %s, \'{"rowid": 3, "key": ["gone"]}\','
+        " 3, 3, 0, 0, 10, now(), now(), NULL)",
+        (migrated_sqlite_url,),
+    )
+    result = _backfill(run_weavenn, migrated_sqlite_url, migrated_pg_url)
+    assert result.returncode == 2
+    assert "rewritten since the checkpoint" in result.stderr and "--restart" in result.stderr

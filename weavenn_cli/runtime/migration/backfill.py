@@ -42,8 +42,8 @@ from weavenn_cli.runtime.migration.reading import Chunk, read_ahead, read_chunks
 from weavenn_cli.runtime.migration.tables import (
     TableSpec,
     require_at_head,
+    require_distinct,
     require_tables,
-    same_database,
 )
 from weavenn_cli.runtime.migration.values import (
     ConversionError,
@@ -112,24 +112,21 @@ class PlanEntry:
     on_conflict: str
 
 
-def _check(source_url: str, target_url: str, specs: Sequence[TableSpec]) -> None:
-    if same_database(source_url, target_url):
-        raise UsageError(
-            f"source and target are the same database ({describe_url(source_url)}): "
-            "pass --source and --target (or set SECONDARY_DATABASE_URL)"
-        )
+def _check(source_url: str, target_url: str) -> None:
+    require_distinct(source_url, target_url)
     require_at_head(target_url, "target")
 
 
 def plan(source_url: str, target_url: str, specs: Sequence[TableSpec]) -> list[PlanEntry]:
     """What a backfill would do, without writing anything."""
-    _check(source_url, target_url, specs)
+    _check(source_url, target_url)
     with open_engine(source_url) as source, open_engine(target_url) as target:
         require_tables(source, specs, "source")
-        checkpoints = _checkpoints(target)
+        with target.connect() as connection:
+            recorded = _checkpoints(connection)
         entries = []
         for spec in specs:
-            checkpoint = checkpoints.get(spec.name)
+            checkpoint = recorded.get(spec.name)
             resuming = checkpoint is not None and checkpoint["finished_at"] is None
             entries.append(
                 PlanEntry(
@@ -182,7 +179,7 @@ def backfill(
     """Copy `specs` from source to target; resumable, idempotent, newer rows kept."""
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, not {batch_size}")
-    _check(source_url, target_url, specs)
+    _check(source_url, target_url)
     report = BackfillReport(describe_url(source_url), describe_url(target_url))
     with open_engine(source_url) as source, open_engine(target_url) as target:
         require_tables(source, specs, "source")
@@ -239,13 +236,12 @@ class _TableJob:
         """The checkpoint to continue from: a fresh pass when asked or when the last ended."""
         with connection.begin():
             checkpoint = _checkpoints(connection, self.spec.name).get(self.spec.name)
-            resuming = checkpoint is not None and checkpoint["finished_at"] is None
-            if resuming and not restart and checkpoint and checkpoint["source"] != self.origin:
-                raise UsageError(
-                    f"the unfinished backfill of {self.spec.name} was reading from "
-                    f"{checkpoint['source']}, not {self.origin}: pass --restart to start over"
-                )
-            if resuming and not restart and checkpoint is not None:
+            if checkpoint is not None and checkpoint["finished_at"] is None and not restart:
+                if checkpoint["source"] != self.origin:
+                    raise UsageError(
+                        f"the unfinished backfill of {self.spec.name} was reading from "
+                        f"{checkpoint['source']}, not {self.origin}: pass --restart to start over"
+                    )
                 return checkpoint
             connection.execute(sa.delete(REJECTS).where(REJECTS.c.table_name == self.spec.name))
             fresh = {
@@ -519,23 +515,18 @@ def _count(engine: sa.Engine, spec: TableSpec) -> int:
 
 
 def _checkpoints(
-    bind: sa.Engine | sa.Connection, table_name: str | None = None
+    connection: sa.Connection, table_name: str | None = None
 ) -> dict[str, dict[str, Any]]:
     query = sa.select(CHECKPOINTS)
     if table_name is not None:
         query = query.where(CHECKPOINTS.c.table_name == table_name)
-    if isinstance(bind, sa.Engine):
-        with bind.connect() as connection:
-            rows = connection.execute(query).mappings().all()
-    else:
-        rows = bind.execute(query).mappings().all()
-    return {row["table_name"]: dict(row) for row in rows}
+    return {row["table_name"]: dict(row) for row in connection.execute(query).mappings()}
 
 
 def checkpoints(url: str) -> dict[str, dict[str, Any]]:
     """Backfill checkpoints recorded in the database at `url`, by table."""
-    with open_engine(url) as engine:
-        return _checkpoints(engine)
+    with open_engine(url) as engine, engine.connect() as connection:
+        return _checkpoints(connection)
 
 
 def _update_checkpoint(connection: sa.Connection, table_name: str, **values: Any) -> None:

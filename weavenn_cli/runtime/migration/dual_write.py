@@ -102,7 +102,7 @@ class DualWriter:
         """
         if not self.enabled:
             return True
-        key = [row[column.name] for column in table.primary_key.columns]
+        key = [row.get(column.name) for column in table.primary_key.columns]
         try:
             self._apply(table, operation, row)
         except Exception as error:  # whatever happens there, the caller's write stands

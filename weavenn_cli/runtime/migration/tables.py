@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from weavenn_cli.runtime import schema
-from weavenn_cli.runtime.db.engine import describe_url
+from weavenn_cli.runtime.db.engine import describe_url, parse_database_url
 from weavenn_cli.runtime.db.models import Base
 from weavenn_cli.runtime.errors import DatabaseError, UsageError
 from weavenn_cli.runtime.migration.values import Kind, column_kind
@@ -148,8 +148,11 @@ def require_tables(engine: sa.Engine, specs: Sequence[TableSpec], role: str) -> 
             )
 
 
-def same_database(first: str, second: str) -> bool:
-    from weavenn_cli.runtime.db.engine import parse_database_url
-
-    one, two = parse_database_url(first), parse_database_url(second)
-    return one.render_as_string(hide_password=False) == two.render_as_string(hide_password=False)
+def require_distinct(source_url: str, target_url: str) -> None:
+    """Refuse to copy or compare a database with itself."""
+    source, target = parse_database_url(source_url), parse_database_url(target_url)
+    if source.render_as_string(hide_password=False) == target.render_as_string(hide_password=False):
+        raise UsageError(
+            f"source and target are the same database ({describe_url(source_url)}): "
+            "pass --source and --target (or set SECONDARY_DATABASE_URL)"
+        )

@@ -28,6 +28,7 @@ from weavenn_cli.runtime.db.models import DualWriteFailure, VerifyRun
 from weavenn_cli.runtime.db.types import utcnow
 from weavenn_cli.runtime.errors import UsageError
 from weavenn_cli.runtime.migration.access import (
+    first_line,
     is_postgres,
     open_engine,
     quote,
@@ -37,8 +38,8 @@ from weavenn_cli.runtime.migration.access import (
 from weavenn_cli.runtime.migration.tables import (
     TableSpec,
     require_at_head,
+    require_distinct,
     require_tables,
-    same_database,
 )
 from weavenn_cli.runtime.migration.values import (
     Kind,
@@ -251,8 +252,15 @@ class _Side:
     # operations -------------------------------------------------------------------------
 
     def check_where(self) -> None:
-        if self.where:
+        if not self.where:
+            return
+        try:
             self.fetch(f"SELECT 1 FROM {self.table} WHERE ({self.where_sql}) LIMIT 0")
+        except Exception as error:
+            raise UsageError(
+                f"--where {self.where!r} failed on {self.engine.dialect.name}: "
+                f"{first_line(error)}; it must be valid SQL on both databases"
+            ) from None
 
     def count(self) -> int:
         where, params = self.conditions((None, None))
@@ -555,7 +563,7 @@ def _report_key(key: Key) -> Any:
     return values[0] if len(values) == 1 else values
 
 
-def _keys_from_report(spec: TableSpec, keys: list[Any]) -> list[Key]:
+def _keys_from_report(keys: list[Any]) -> list[Key]:
     return [tuple(key) if isinstance(key, list) else (key,) for key in keys]
 
 
@@ -575,11 +583,7 @@ def verify(
     again. Every run is recorded in the target's `verify_runs`."""
     if delete_extra and not repair:
         raise UsageError("--delete-extra only goes with --repair")
-    if same_database(source_url, target_url):
-        raise UsageError(
-            f"source and target are the same database ({describe_url(source_url)}): "
-            "pass --source and --target (or set SECONDARY_DATABASE_URL)"
-        )
+    require_distinct(source_url, target_url)
     require_at_head(target_url, "target")
     started_at = utcnow()
     with open_engine(source_url) as source, open_engine(target_url) as target:
@@ -606,34 +610,11 @@ def _compare(
         mine, theirs = _side(source, spec, where), _side(target, spec, where)
         try:
             report.tables[spec.name] = _TableComparison(mine, theirs, report.stats).run()
-        except sa.exc.DBAPIError as error:
-            raise _where_error(error, where) from None
-        except Exception as error:
-            if where and _is_driver_error(error):
-                raise _where_error(error, where) from None
-            raise
         finally:
             report.stats.rows_sent_to_client += mine.rows_sent + theirs.rows_sent
             mine.close()
             theirs.close()
     return report
-
-
-def _is_driver_error(error: Exception) -> bool:
-    import sqlite3
-
-    import psycopg
-
-    return isinstance(error, (sqlite3.Error, psycopg.Error))
-
-
-def _where_error(error: BaseException, where: str | None) -> UsageError:
-    from weavenn_cli.runtime.migration.access import first_line
-
-    reason = first_line(error)
-    if where:
-        return UsageError(f"--where {where!r} failed: {reason}; it must be valid on both databases")
-    return UsageError(f"verify failed: {reason}")
 
 
 def _repair(
@@ -647,9 +628,7 @@ def _repair(
     fixed = 0
     for spec in specs:
         diff = diffs[spec.name]
-        keys = _keys_from_report(
-            spec, diff.missing_in_target + [item["key"] for item in diff.different]
-        )
+        keys = _keys_from_report(diff.missing_in_target + [item["key"] for item in diff.different])
         side = _side(source, spec, None)
         try:
             rows = side.submit(side.rows, keys).result() if keys else []
@@ -669,7 +648,7 @@ def _repair(
                 connection.execute(upsert, params)
                 fixed += len(params)
             if delete_extra and diff.missing_in_source:
-                extra = _keys_from_report(spec, diff.missing_in_source)
+                extra = _keys_from_report(diff.missing_in_source)
                 fixed += connection.execute(
                     sa.delete(spec.table).where(_key_in(spec, extra))
                 ).rowcount
