@@ -124,7 +124,7 @@ FALSE_TEXT = frozenset({"0", "f", "false", "n", "no", "off"})
 def to_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    if isinstance(value, int) and value in (0, 1):
+    if isinstance(value, (int, float)) and value in (0, 1):
         return bool(value)
     if isinstance(value, str):
         lowered = value.strip().lower()

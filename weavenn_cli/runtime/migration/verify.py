@@ -142,16 +142,37 @@ def _row_hash(text: str) -> int:
     return int.from_bytes(hashlib.md5(text.encode("utf-8")).digest()[:8], "big", signed=True)
 
 
+def _field_function(kind: Kind) -> Callable[[Any], str]:
+    """One value as its part of the row text: `len:text`, NULL as `-` (unambiguous).
+
+    The forms SQLite holds nearly always (text, SQLAlchemy timestamps, 0/1) take a short
+    path: this runs once per row and column.
+    """
+    render = canonical(kind)
+
+    def field(value: Any) -> str:
+        text = render(value)
+        return "-" if text is None else f"{len(text)}:{text}"
+
+    if kind is Kind.TEXT:
+        return lambda v: f"{len(v)}:{v}" if v.__class__ is str else field(v)
+    if kind in (Kind.TIMESTAMPTZ, Kind.TIMESTAMP):
+        return lambda v: (
+            "26:" + v
+            if v.__class__ is str and len(v) == 26 and v[10] == " " and v[19] == "."
+            else field(v)
+        )
+    if kind is Kind.BOOLEAN:
+        return lambda v: "1:t" if v == 1 else "1:f" if v == 0 else field(v)
+    return field
+
+
 def row_text_function(kinds: Sequence[Kind]) -> Callable[..., str]:
-    """Canonical text of a row: each field as `len:text`, NULL as `-` (unambiguous)."""
-    renders = [canonical(kind) for kind in kinds]
+    """The canonical text of a row from its stored values (PostgreSQL builds the same in SQL)."""
+    fields = [_field_function(kind) for kind in kinds]
 
     def row_text(*values: Any) -> str:
-        parts = []
-        for render, value in zip(renders, values, strict=True):
-            text = render(value)
-            parts.append("-" if text is None else f"{len(text)}:{text}")
-        return "".join(parts)
+        return "".join([field(value) for field, value in zip(fields, values, strict=True)])
 
     return row_text
 
@@ -308,10 +329,12 @@ class _Side:
 
 
 class _SQLiteSide(_Side):
-    """SQLite: row hashes come from Python functions registered on the connection."""
+    """SQLite: a Python aggregate registered on the connection hashes every row in the
+    engine; only its sum comes back."""
 
     def prepare(self, connection: Any) -> None:
         row_text = row_text_function(self.spec.kinds)
+        width = len(self.spec.kinds)
 
         class HashSum:
             def __init__(self) -> None:
@@ -321,16 +344,16 @@ class _SQLiteSide(_Side):
                 self.total += _row_hash(row_text(*values))
 
             def finalize(self) -> str:
-                return str(self.total)  # may exceed SQLite's 64-bit integers
+                return str(self.total)  # it outgrows SQLite's 64-bit integers
 
-        width = len(self.spec.kinds)
         connection.create_aggregate("weavenn_hashsum", width, HashSum)
         connection.create_function(
             "weavenn_rowhash", width, lambda *v: _row_hash(row_text(*v)), deterministic=True
         )
 
     @property
-    def all_columns(self) -> str:
+    def hash_args(self) -> str:
+        """The arguments of the hash functions: every column."""
         return ", ".join(self.q(name) for name in self.spec.column_names)
 
     def summaries(self, spans: list[Range]) -> list[Summary]:
@@ -338,7 +361,7 @@ class _SQLiteSide(_Side):
         for span in spans:
             where, params = self.conditions(span)
             rows, total = self.fetch(
-                f"SELECT count(*), weavenn_hashsum({self.all_columns}) FROM {self.table}{where}",
+                f"SELECT count(*), weavenn_hashsum({self.hash_args}) FROM {self.table}{where}",
                 params,
             )[0]
             results.append((int(rows), int(total or 0)))
@@ -350,7 +373,7 @@ class _SQLiteSide(_Side):
         for span in spans:
             where, params = self.conditions(span)
             sql = (
-                f"SELECT {', '.join(self.keys)}, weavenn_rowhash({self.all_columns}) "
+                f"SELECT {', '.join(self.keys)}, weavenn_rowhash({self.hash_args}) "
                 f"FROM {self.table}{where}"
             )
             for row in self.fetch(sql, params):
