@@ -63,3 +63,14 @@ def test_a_primary_behind_head_asks_for_the_schema_first(
     status = _status(run_weavenn, env)
     assert _states(status)["primary schema at head"] == "todo"
     assert status["next_step"].startswith("weavenn migrate db --database-url postgresql://")
+
+
+def test_a_missing_sqlite_file_is_reported_not_created(
+    run_weavenn, migrated_pg_url, tmp_path
+) -> None:
+    missing = tmp_path / "nowhere" / "weave-nn.db"
+    env = {"DATABASE_URL": migrated_pg_url, "SECONDARY_DATABASE_URL": f"sqlite:///{missing}"}
+    status = _status(run_weavenn, env)
+    assert _states(status)["secondary schema at head"] == "fail"
+    assert status["next_step"] == "point SECONDARY_DATABASE_URL at the existing database"
+    assert not missing.exists()

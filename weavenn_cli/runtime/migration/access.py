@@ -15,7 +15,12 @@ import sqlalchemy as sa
 from sqlalchemy import exc, pool
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from weavenn_cli.runtime.db.engine import check_connection, describe_url, make_engine
+from weavenn_cli.runtime.db.engine import (
+    check_connection,
+    describe_url,
+    make_engine,
+    parse_database_url,
+)
 from weavenn_cli.runtime.errors import DatabaseError
 from weavenn_cli.runtime.migration.tables import TableSpec
 
@@ -23,19 +28,26 @@ from weavenn_cli.runtime.migration.tables import TableSpec
 @contextmanager
 def open_engine(url: str) -> Iterator[sa.Engine]:
     """An engine for one command run; the database must answer (and a SQLite file exist)."""
-    engine = make_engine(url, poolclass=pool.NullPool)
-    database = engine.url.database or ""
-    is_file = engine.dialect.name == "sqlite" and database and not database.startswith(":")
-    if is_file and not Path(database).is_file():
-        engine.dispose()
+    missing = missing_sqlite_file(url)
+    if missing:
         raise DatabaseError(
-            f"database file {database} does not exist: check the URL ({describe_url(url)})"
+            f"database file {missing} does not exist: check the URL ({describe_url(url)})"
         )
+    engine = make_engine(url, poolclass=pool.NullPool)
     try:
         check_connection(engine)
         yield engine
     finally:
         engine.dispose()
+
+
+def missing_sqlite_file(url: str) -> str | None:
+    """The path of a SQLite URL whose file does not exist (opening it would create it)."""
+    parsed = parse_database_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or not database or database.startswith(":"):
+        return None
+    return None if Path(database).is_file() else database
 
 
 def is_postgres(engine: sa.Engine) -> bool:

@@ -8,6 +8,7 @@ Each item is read from the databases themselves; the first one not done is the n
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from weavenn_cli.runtime import schema
@@ -15,6 +16,7 @@ from weavenn_cli.runtime.config import DEFAULT_DATABASE_URL, Settings
 from weavenn_cli.runtime.db.engine import describe_url
 from weavenn_cli.runtime.errors import WeavennError
 from weavenn_cli.runtime.migration import backfill, dual_write, verify
+from weavenn_cli.runtime.migration.access import missing_sqlite_file
 from weavenn_cli.runtime.migration.tables import application_tables
 
 State = Literal["ok", "todo", "fail", "info"]
@@ -79,6 +81,12 @@ def migration_status(settings: Settings) -> MigrationStatus:
 
 def _schema_check(status: MigrationStatus, role: str, url: str, steps: list[str]) -> bool:
     item = f"{role} schema at head ({describe_url(url)})"
+    missing = missing_sqlite_file(url)
+    if missing:
+        status.checks.append(Check(item, "fail", f"{missing} does not exist"))
+        setting = "DATABASE_URL" if role == "primary" else "SECONDARY_DATABASE_URL"
+        steps.append(f"point {setting} at the existing database")
+        return False
     try:
         at_head = schema.is_at_head(url)
     except WeavennError as error:
@@ -94,10 +102,10 @@ def _schema_check(status: MigrationStatus, role: str, url: str, steps: list[str]
     return True
 
 
-def _backfill_checks(status: MigrationStatus, primary: str) -> Any:
+def _backfill_checks(status: MigrationStatus, primary: str) -> datetime | None:
     """One line per application table; returns when the last one finished, or None."""
     recorded = backfill.checkpoints(primary)
-    finished = []
+    finished: list[datetime] = []
     for table in application_tables():
         checkpoint = recorded.get(table.name)
         item = f"backfill {table.name}"
@@ -124,7 +132,7 @@ def _backfill_checks(status: MigrationStatus, primary: str) -> Any:
 
 
 def _verify_check(
-    status: MigrationStatus, last: verify.VerifyResult | None, backfilled_at: Any
+    status: MigrationStatus, last: verify.VerifyResult | None, backfilled_at: datetime | None
 ) -> bool:
     if last is None:
         status.checks.append(Check("verify", "todo", "never run"))
