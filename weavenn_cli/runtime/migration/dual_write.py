@@ -11,6 +11,7 @@ has no value, `DUAL_WRITE_ENABLED` decides.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -74,6 +75,7 @@ class DualWriter:
         self.secondary_url = secondary_url
         self.flag = CachedFlag(primary, FLAG, default_enabled, ttl)
         self._secondary: sa.Engine | None = None
+        self._lock = threading.Lock()  # the API calls it from many threads
 
     @property
     def enabled(self) -> bool:
@@ -81,6 +83,10 @@ class DualWriter:
 
     @property
     def secondary(self) -> sa.Engine:
+        with self._lock:
+            return self._secondary_engine()
+
+    def _secondary_engine(self) -> sa.Engine:
         if self._secondary is None:
             if self.secondary_url is None:
                 raise UsageError("SECONDARY_DATABASE_URL is not set: dual-write needs it")

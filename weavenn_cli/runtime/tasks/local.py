@@ -1,11 +1,24 @@
-"""Tasks in the database; every write stores its `task.*` event in the outbox, same transaction."""
+"""Tasks in the database; every write stores its `task.*` event in the outbox, same transaction.
+
+During the database migration, each committed write is then handed to the dual writer, which
+mirrors it to the secondary database while the dual-write flag is on.
+"""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import ColumnElement, Select, delete, exists, func, select, type_coerce
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    delete,
+    exists,
+    func,
+    select,
+    type_coerce,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,14 +37,21 @@ from weavenn_cli.runtime.tasks.models import (
 )
 from weavenn_cli.runtime.tasks.service import TaskNotFound
 
-COLUMNS = TaskRow.__table__.c
+if TYPE_CHECKING:
+    from weavenn_cli.runtime.migration.dual_write import DualWriter, Operation
+
+TASKS = cast(Table, TaskRow.__table__)
+COLUMNS = TASKS.c
 
 
 class DatabaseTaskService:
     """The task service on DATABASE_URL (SQLite or PostgreSQL)."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], dual_writer: DualWriter | None = None
+    ) -> None:
         self.sessions = sessions
+        self.dual_writer = dual_writer
 
     def create(self, data: TaskCreate, *, user_id: str | None = None) -> Task:
         now = utcnow()
@@ -51,6 +71,7 @@ class DatabaseTaskService:
             session.add(row)
             task = _task(row)
             _record(session, "task.created", task, user_id)
+        self._mirror("insert", task)
         return task
 
     def get(self, task_id: str) -> Task:
@@ -85,6 +106,7 @@ class DatabaseTaskService:
                 "task.completed" if task.completed and not was_completed else "task.updated"
             )
             _record(session, kind, task, user_id)
+        self._mirror("update", task)
         return task
 
     def delete(self, task_id: str, *, user_id: str | None = None) -> None:
@@ -92,8 +114,16 @@ class DatabaseTaskService:
             task = _task(_row(session, task_id, for_update=True))
             session.execute(delete(TaskRow).where(TaskRow.id == task_id))
             _record(session, "task.deleted", task, user_id)
+        self._mirror("delete", task)
+
+    def _mirror(self, operation: Operation, task: Task) -> None:
+        """After the commit: the secondary database gets the write too (never fails it)."""
+        if self.dual_writer is not None:
+            self.dual_writer.mirror(TASKS, operation, task.model_dump())
 
     def close(self) -> None:
+        if self.dual_writer is not None:
+            self.dual_writer.close()
         bind = self.sessions.kw.get("bind")
         if bind is not None:
             bind.dispose()

@@ -8,7 +8,10 @@ from weavenn_cli.runtime.problems import NotFound
 from weavenn_cli.runtime.tasks.models import Task, TaskCreate, TaskPage, TaskPatch, TaskQuery
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from weavenn_cli.runtime.config import Settings
+    from weavenn_cli.runtime.migration.dual_write import DualWriter
 
 
 DATABASE_POOL_SIZE = 20
@@ -46,4 +49,15 @@ def task_service_for(settings: Settings, *, remote: bool) -> TaskService:
     # A fixed pool: SQLAlchemy's default closes every connection beyond 5 when it is returned,
     # so a burst of requests would pay a new PostgreSQL connection per request.
     engine = make_engine(settings.database_url, pool_size=DATABASE_POOL_SIZE, max_overflow=0)
-    return DatabaseTaskService(session_factory(engine))
+    return DatabaseTaskService(session_factory(engine), _dual_writer(settings, engine))
+
+
+def _dual_writer(settings: Settings, engine: Engine) -> DualWriter | None:
+    """The mirror to SECONDARY_DATABASE_URL for the migration; none when it is not set."""
+    if settings.secondary_database_url is None:
+        return None
+    from weavenn_cli.runtime.migration.dual_write import DualWriter
+
+    return DualWriter(
+        engine, settings.secondary_database_url, default_enabled=settings.dual_write_enabled
+    )

@@ -1,7 +1,7 @@
 """runtime flags, backfill checkpoints and rejects, verify runs, dual-write failures
 
-Revision ID: 005
-Revises: 004
+Revision ID: 006
+Revises: 005
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "005"
-down_revision = "004"
+revision = "006"
+down_revision = "005"
 branch_labels = None
 depends_on = None
 
