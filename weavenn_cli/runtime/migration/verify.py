@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -177,7 +178,7 @@ def row_text_function(kinds: Sequence[Kind]) -> Callable[..., str]:
     return row_text
 
 
-class _Side:
+class _Side(ABC):
     """One database during a verify; every call runs on the side's own thread."""
 
     def __init__(self, engine: sa.Engine, spec: TableSpec, where: str | None) -> None:
@@ -214,6 +215,7 @@ class _Side:
             self.prepare(self._connection)
         return self._connection
 
+    @abstractmethod
     def prepare(self, connection: Any) -> None:
         """Per-connection setup (SQLite registers its hash functions)."""
 
@@ -298,14 +300,17 @@ class _Side:
         )
         return [tuple(row) for row in self.fetch(sql, [*params, every, every])]
 
+    @abstractmethod
     def summaries(self, spans: list[Range]) -> list[Summary]:
-        raise NotImplementedError
+        """Rows and hash sum of each span, computed in the database."""
 
+    @abstractmethod
     def hashes(self, spans: list[Range]) -> dict[Key, tuple[Key, int]]:
-        raise NotImplementedError
+        """Every row of the spans: canonical key → (stored key, row hash)."""
 
+    @abstractmethod
     def canonical_rows(self, keys: list[Key]) -> dict[Key, list[str | None]]:
-        raise NotImplementedError
+        """The canonical text of each column of these rows."""
 
     def rows(self, keys: list[Key]) -> list[tuple[Any, ...]]:
         """The stored rows with these keys (for repair)."""
@@ -395,6 +400,9 @@ class _PostgresSide(_Side):
     """PostgreSQL: canonical text and md5 in SQL; one pass per level with width_bucket."""
 
     param = "%s"
+
+    def prepare(self, connection: Any) -> None:
+        """Nothing to register: PostgreSQL renders and hashes rows in SQL."""
 
     @property
     def where_sql(self) -> str:
