@@ -218,7 +218,8 @@ def verify(
         error.exit_code = 2
         raise
     except Exception as error:
-        raise WeavennError(f"verify failed: {error}", exit_code=2) from error
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise WeavennError(f"verify failed: {reason}", exit_code=2) from error
     _print_verify(report, as_json)
     raise typer.Exit(0 if report.identical else 1)
 
