@@ -82,6 +82,7 @@ class _BackfillBar:
 
     def rows_done(self, table: str, rows: int) -> None:
         self.progress.advance(self.tasks[table], rows)
+        self.progress.refresh()
 
     def table_finished(self, table: str) -> None:
         task = self.tasks[table]
@@ -116,7 +117,9 @@ def backfill(
         _RowRate(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=stderr, transient=False) as progress:
+    # Redrawn after each chunk, not by rich's refresh thread: a thread waking ten times a
+    # second takes the GIL from the copy loop, which costs a busy machine dearly.
+    with Progress(*columns, console=stderr, auto_refresh=False) as progress:
         report = runtime.backfill(
             source_url,
             target_url,
