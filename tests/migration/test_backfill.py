@@ -28,13 +28,18 @@ def _backfill(run_weavenn, source: str, target: str, *args: str):
     return run_weavenn("migrate", "backfill", "--source", source, "--target", target, *args)
 
 
+def _tasks_summary(stdout: str) -> dict:
+    """The tasks line of `backfill --json` (every application table has one)."""
+    return next(t for t in json.loads(stdout)["tables"] if t["table"] == "tasks")
+
+
 def test_copies_tasks_into_postgres_with_real_types(
     run_weavenn, migrated_sqlite_url, migrated_pg_url
 ) -> None:
     insert_sqlite(migrated_sqlite_url, task_rows(50))
     result = _backfill(run_weavenn, migrated_sqlite_url, migrated_pg_url, "--json")
     assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)["tables"][0]
+    summary = _tasks_summary(result.stdout)
     assert (summary["read"], summary["written"], summary["rejected"]) == (50, 50, 0)
     row = pg_query(
         migrated_pg_url,
@@ -98,7 +103,7 @@ def test_twice_and_over_newer_rows_leaves_one_copy_and_keeps_the_newer(
     )
     second = _backfill(run_weavenn, migrated_sqlite_url, migrated_pg_url, "--json")
     assert second.returncode == 0, second.stderr
-    summary = json.loads(second.stdout)["tables"][0]
+    summary = _tasks_summary(second.stdout)
     assert (summary["read"], summary["written"], summary["skipped"]) == (30, 1, 29)
     titles = dict(pg_query(migrated_pg_url, "SELECT id, title FROM tasks"))
     assert titles[newer_id] == "newer in target"
@@ -129,7 +134,7 @@ def test_killed_three_times_then_finished_is_complete_without_duplicates(
         assert progress < total, "the run finished before it could be killed"
     finished = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
-    last_run = json.loads(finished.stdout)["tables"][0]
+    last_run = _tasks_summary(finished.stdout)
     assert last_run["resumed_after"] >= progress  # continued, did not start over
     assert last_run["read"] == total - last_run["resumed_after"]
     assert pg_query(migrated_pg_url, "SELECT count(*), count(DISTINCT id) FROM tasks") == [
@@ -138,7 +143,8 @@ def test_killed_three_times_then_finished_is_complete_without_duplicates(
     report = verify.verify(migrated_sqlite_url, migrated_pg_url, resolve_tables(["tasks"]))
     assert report.identical, report.as_dict()
     read, finished_at = pg_query(
-        migrated_pg_url, "SELECT rows_read, finished_at FROM backfill_checkpoints"
+        migrated_pg_url,
+        "SELECT rows_read, finished_at FROM backfill_checkpoints WHERE table_name = 'tasks'",
     )[0]
     assert (read, finished_at is not None) == (total, True)
 
@@ -147,7 +153,9 @@ def _wait_for_progress(pg_url: str, at_least: int, process: subprocess.Popen[byt
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         rows = pg_query(
-            pg_url, "SELECT rows_read FROM backfill_checkpoints WHERE finished_at IS NULL"
+            pg_url,
+            "SELECT rows_read FROM backfill_checkpoints "
+            "WHERE table_name = 'tasks' AND finished_at IS NULL",
         )
         if rows and rows[0][0] >= at_least:
             return int(rows[0][0])
@@ -204,10 +212,10 @@ def test_dry_run_prints_the_plan_and_writes_nothing(
     insert_sqlite(migrated_sqlite_url, task_rows(12))
     result = _backfill(run_weavenn, migrated_sqlite_url, migrated_pg_url, "--dry-run", "--json")
     assert result.returncode == 0, result.stderr
-    plan = json.loads(result.stdout)
-    assert plan[0]["table"] == "tasks" and plan[0]["source_rows"] == 12
-    assert "completed: 0/1 → boolean" in plan[0]["conversions"]
-    assert "tags: JSON text → jsonb" in plan[0]["conversions"]
+    plan = {entry["table"]: entry for entry in json.loads(result.stdout)}
+    assert plan["tasks"]["source_rows"] == 12 and plan["notes"]["source_rows"] == 0
+    assert "completed: 0/1 → boolean" in plan["tasks"]["conversions"]
+    assert "tags: JSON text → jsonb" in plan["tasks"]["conversions"]
     assert pg_query(migrated_pg_url, "SELECT count(*) FROM tasks") == [(0,)]
     assert pg_query(migrated_pg_url, "SELECT count(*) FROM backfill_checkpoints") == [(0,)]
 
@@ -243,7 +251,7 @@ def test_refuses_a_source_without_the_table(run_weavenn, sqlite_url, migrated_pg
     sqlite_query(sqlite_url, "CREATE TABLE other (x)")
     result = _backfill(run_weavenn, sqlite_url, migrated_pg_url)
     assert result.returncode == 1
-    assert "has no table tasks" in result.stderr
+    assert "has no table note_versions" in result.stderr and "--table" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     missing = _backfill(run_weavenn, sqlite_url + ".gone", migrated_pg_url)
     assert missing.returncode == 1
@@ -257,7 +265,8 @@ def test_refuses_names_that_are_not_application_tables(
 ) -> None:
     result = _backfill(run_weavenn, migrated_sqlite_url, migrated_pg_url, "--table", name)
     assert result.returncode == 2
-    assert f"unknown table {name!r}: the application tables are tasks" in result.stderr
+    assert f"unknown table {name!r}: the application tables are " in result.stderr
+    assert "tasks, note_headings" in result.stderr and "outbox" not in result.stderr.split(":")[-1]
     assert pg_query(migrated_pg_url, "SELECT count(*) FROM tasks") == [(0,)]
 
 

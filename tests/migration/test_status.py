@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.migration.conftest import insert_sqlite, task_rows
+from weavenn_cli.runtime.migration.tables import application_tables
 
 
 def _status(run_weavenn, env: dict[str, str]) -> dict:
@@ -28,7 +29,7 @@ def test_walks_the_timeline_from_start_to_retiring_sqlite(
         "primary schema at head": "ok",
         "secondary schema at head": "ok",
         "dual-write": "todo",
-        "backfill tasks": "todo",
+        **{f"backfill {table.name}": "todo" for table in application_tables()},
         "verify": "todo",
     }
     assert start["next_step"] == "weavenn migrate dual-write on"

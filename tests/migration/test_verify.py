@@ -8,7 +8,7 @@ import pytest
 
 from tests.migration.conftest import insert_sqlite, pg_query, sqlite_query, task_rows
 from weavenn_cli.runtime.migration import backfill, verify
-from weavenn_cli.runtime.migration.tables import resolve_tables
+from weavenn_cli.runtime.migration.tables import application_tables, resolve_tables
 
 ROWS = 3_000  # enough for several levels of ranges (leaves hold 256 rows)
 
@@ -36,14 +36,13 @@ def test_identical_tables_report_nothing_and_send_few_rows(run_weavenn, copied) 
     result, report = _verify(run_weavenn, source, target, "--json")
     assert result.returncode == 0, result.stderr
     assert report["identical"] is True
-    assert report["tables"] == {
-        "tasks": {
-            "source_rows": ROWS,
-            "target_rows": ROWS,
-            "missing_in_target": [],
-            "missing_in_source": [],
-            "different": [],
-        }
+    assert set(report["tables"]) == {table.name for table in application_tables()}
+    assert report["tables"]["tasks"] == {
+        "source_rows": ROWS,
+        "target_rows": ROWS,
+        "missing_in_target": [],
+        "missing_in_source": [],
+        "different": [],
     }
     assert 0 < report["stats"]["rows_sent_to_client"] < 2 * ROWS * 0.1
 
@@ -108,7 +107,7 @@ def test_repair_makes_the_target_equal_and_delete_extra_removes_the_rest(
     assert pg_query(target, "SELECT count(*) FROM tasks") == [(ROWS,)]
 
     last = verify.last_verify_result(target)
-    assert last is not None and last.identical and last.tables == ["tasks"]
+    assert last is not None and last.identical and "tasks" in last.tables
     runs = pg_query(target, "SELECT identical, differences, repaired FROM verify_runs ORDER BY id")
     assert runs == [(False, 1, 2), (True, 0, 1)]
 
@@ -117,8 +116,9 @@ def test_where_limits_the_comparison_to_matching_rows(run_weavenn, copied) -> No
     source, target = copied
     pg_query(target, "UPDATE tasks SET title = 'x' WHERE project_id = 'project-1'")
     result, report = _verify(
-        run_weavenn, source, target, "--where", "project_id = 'project-2'", "--json"
-    )
+        run_weavenn, source, target, "--table", "tasks", "--where", "project_id = 'project-2'",
+        "--json",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     expected = sum(1 for i in range(ROWS) if i % 7 == 2)
     assert report["tables"]["tasks"]["source_rows"] == expected
@@ -137,7 +137,8 @@ def test_text_report_names_the_differences(run_weavenn, copied) -> None:
     ("args", "message"),
     [
         (("--table", "tasks WHERE 1=1"), "unknown table 'tasks WHERE 1=1'"),
-        (("--where", "no_such_column = 1"), "--where 'no_such_column = 1' failed"),
+        (("--table", "tasks", "--where", "x = 1"), "--where 'x = 1' failed on sqlite"),
+        (("--where", "x = 1"), "--where is a condition on one table: name it with --table"),
         (("--delete-extra",), "--delete-extra only goes with --repair"),
     ],
 )

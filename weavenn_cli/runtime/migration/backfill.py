@@ -226,6 +226,7 @@ class _TableJob:
                 if progress:
                     progress.rows_done(self.spec.name, len(chunk.rows))
             with connection.begin():
+                _advance_sequences(connection, self.spec)
                 _update_checkpoint(connection, self.spec.name, finished_at=utcnow())
         if progress:
             progress.table_finished(self.spec.name)
@@ -527,6 +528,24 @@ def checkpoints(url: str) -> dict[str, dict[str, Any]]:
     """Backfill checkpoints recorded in the database at `url`, by table."""
     with open_engine(url) as engine, engine.connect() as connection:
         return _checkpoints(connection)
+
+
+def _advance_sequences(connection: sa.Connection, spec: TableSpec) -> None:
+    """Rows came with their ids: move PostgreSQL's id sequences past them, or the next insert
+    of the application would be given an id that is taken (SQLite needs nothing)."""
+    if not is_postgres(connection.engine):
+        return
+    for column in spec.table.primary_key.columns:
+        if not isinstance(column.type, sa.Integer):
+            continue  # pg_get_serial_sequence() is NULL for a column without a sequence
+        table, name = quote(connection.engine, spec.name), quote(connection.engine, column.name)
+        connection.execute(
+            sa.text(
+                f"SELECT setval(pg_get_serial_sequence(:table, :column), max({name})) "
+                f"FROM {table} HAVING max({name}) IS NOT NULL"
+            ),
+            {"table": table, "column": column.name},
+        )
 
 
 def _update_checkpoint(connection: sa.Connection, table_name: str, **values: Any) -> None:

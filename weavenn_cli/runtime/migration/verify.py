@@ -614,6 +614,8 @@ def verify(
     again. Every run is recorded in the target's `verify_runs`."""
     if delete_extra and not repair:
         raise UsageError("--delete-extra only goes with --repair")
+    if where and len(specs) != 1:
+        raise UsageError("--where is a condition on one table: name it with --table")
     require_distinct(source_url, target_url)
     require_at_head(target_url, "target")
     started_at = utcnow()

@@ -1,7 +1,7 @@
 """runtime flags, backfill checkpoints and rejects, verify runs, dual-write failures
 
-Revision ID: 006
-Revises: 005
+Revision ID: 007
+Revises: 006
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "006"
-down_revision = "005"
+revision = "007"
+down_revision = "006"
 branch_labels = None
 depends_on = None
 
