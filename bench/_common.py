@@ -63,6 +63,7 @@ def make_sqlite(path: Path, count: int) -> str:
     if path.exists():
         with sqlite3.connect(path) as connection:
             if connection.execute("SELECT count(*) FROM tasks").fetchone()[0] == count:
+                schema.upgrade(url)  # a file kept from an older checkout
                 return url
         path.unlink()
     schema.upgrade(url)

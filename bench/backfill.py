@@ -76,7 +76,7 @@ def run_contender(name: str, source: Path, target: str, limit: int | None) -> tu
     """Wall seconds and peak memory (MB) of one contender in a process of its own."""
     if name == "weavenn":
         command = [str(WEAVENN), "migrate", "backfill", "--source", f"sqlite:///{source}",
-                   "--target", target]  # fmt: skip
+                   "--target", target, "--table", "tasks"]  # fmt: skip
     else:
         command = [sys.executable, __file__, "--run", name, "--source", str(source),
                    "--target", target, "--limit", str(limit or 0)]  # fmt: skip

@@ -42,7 +42,7 @@ def weavenn_verify(source: Path, target: str) -> tuple[float, dict[str, Any]]:
     started = time.perf_counter()
     result = subprocess.run(
         [str(WEAVENN), "migrate", "verify", "--source", f"sqlite:///{source}", "--target", target,
-         "--json"],
+         "--table", "tasks", "--json"],
         capture_output=True, text=True,
     )  # fmt: skip
     seconds = time.perf_counter() - started
