@@ -10,17 +10,18 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from weavenn_cli.runtime.errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite:///./data/weave-nn.db"
 DEFAULT_ENV_FILE = Path(".env")
 MASK = "********"
+DEFAULT_RETRY_DELAYS = (5.0, 30.0, 120.0, 600.0)
 
 
 class Settings(BaseSettings):
@@ -37,6 +38,12 @@ class Settings(BaseSettings):
     secondary_database_url: str | None = None
     rabbitmq_url: str | None = None
     rabbitmq_exchange: str = "weave-nn.events"
+    # Only `weavenn bus status` reads it (unacknowledged counts); default: RABBITMQ_URL's host
+    # on port 15672 with the same credentials.
+    rabbitmq_management_url: str | None = None
+    # Delays before each retry of a failed message; after the last one it is dead-lettered.
+    bus_retry_delays: Annotated[tuple[float, ...], NoDecode] = DEFAULT_RETRY_DELAYS
+    outbox_retention_hours: float = Field(default=24.0, gt=0)
     vault_path: Path = Path("./vault")
     vault_id: str = "weave-nn"
     # Comma-separated glob patterns, matched against file names (FILE_PATTERNS) and against
@@ -72,6 +79,20 @@ class Settings(BaseSettings):
         if self.api_key is None:
             return []
         return [key.strip() for key in self.api_key.get_secret_value().split(",") if key.strip()]
+
+    @field_validator("bus_retry_delays", mode="before")
+    @classmethod
+    def _comma_separated_seconds(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(float(part) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("bus_retry_delays")
+    @classmethod
+    def _positive_delays(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(delay <= 0 for delay in value):
+            raise ValueError("retry delays are seconds greater than 0, e.g. 5,30,120,600")
+        return value
 
 
 def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:

@@ -84,3 +84,12 @@ def derive_message_id(*parts: object) -> str:
     """
     digest = hashlib.sha256("\x1f".join("" if p is None else str(p) for p in parts).encode())
     return digest.hexdigest()[:32]
+
+
+def model_for(routing_key: str) -> type[Event]:
+    """The event model a message with `routing_key` must match."""
+    if routing_key.startswith("vault.file."):
+        return VaultFileEvent
+    if routing_key.startswith("task."):
+        return TaskEvent
+    return Event

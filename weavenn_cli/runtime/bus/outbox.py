@@ -6,6 +6,7 @@ change that caused it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
@@ -58,3 +59,14 @@ def already_processed(session: Session, consumer: str, message_id: str) -> bool:
 def record_processed(session: Session, consumer: str, message_id: str) -> None:
     """Remember that `consumer` applied `message_id`; commit it with the effect."""
     session.add(InboxEntry(consumer=consumer, message_id=message_id, processed_at=utcnow()))
+
+
+def processed_among(session: Session, consumer: str, message_ids: Iterable[str]) -> set[str]:
+    """Which of `message_ids` `consumer` has already applied (one query for a whole batch)."""
+    ids = list(message_ids)
+    if not ids:
+        return set()
+    query = select(InboxEntry.message_id).where(
+        InboxEntry.consumer == consumer, InboxEntry.message_id.in_(ids)
+    )
+    return set(session.scalars(query))

@@ -8,7 +8,7 @@ applies the effect of one message; it never acks, retries or talks to the broker
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -50,3 +50,41 @@ class Consumer(Protocol):
 
 class PermanentError(Exception):
     """The message itself is wrong (bad schema, refused by the target): do not retry."""
+
+
+class RetryLater(Exception):
+    """A temporary failure that knows when to try again (an HTTP 429's Retry-After).
+
+    The runner waits at least `after` seconds (the first delay of the retry schedule that is
+    long enough); it still counts against the retry budget.
+    """
+
+    def __init__(self, message: str, *, after: float) -> None:
+        super().__init__(message)
+        self.after = after
+
+
+class BatchConsumer(Protocol):
+    """A consumer whose effect is cheaper for many messages at once (git: one commit).
+
+    The runner collects deliveries and calls `handle_batch` when `batch_size` are pending or
+    when none arrived for `batch_idle_seconds` (each arrival restarts the wait), and at
+    shutdown. Then it records every applied message in the inbox, commits, and only then
+    acknowledges: a message is acked once its effect is in place, never before.
+    """
+
+    name: ClassVar[str]
+    queue: ClassVar[str]
+    bindings: ClassVar[tuple[str, ...]]
+    batch_size: int
+    batch_idle_seconds: float
+
+    def handle_batch(
+        self, session: Session, deliveries: Sequence[Delivery]
+    ) -> Mapping[str, Exception]:
+        """Apply `deliveries` (duplicates already removed) inside `session`'s transaction.
+
+        Return the failures by message id; the runner retries or dead-letters those like a
+        single consumer's exceptions and settles the rest as applied. Raising fails them all.
+        """
+        ...

@@ -101,6 +101,16 @@ def check_connection(engine: Engine) -> None:
         raise connection_error(engine.url, error) from None
 
 
+def is_reachable(engine: Engine) -> bool:
+    """Whether the database answers now (to tell an outage from an error in a query)."""
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except exc.DBAPIError:
+        return False
+    return True
+
+
 def connection_error(url: URL, error: BaseException) -> DatabaseError:
     reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
     return DatabaseError(

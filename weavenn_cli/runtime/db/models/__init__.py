@@ -1,7 +1,13 @@
 """All tables of Weave-NN. Importing this package registers every model on `Base.metadata`."""
 
 from weavenn_cli.runtime.db.models.base import Base
-from weavenn_cli.runtime.db.models.bus import InboxEntry, OutboxMessage
+from weavenn_cli.runtime.db.models.bus import (
+    ConsumerPresence,
+    DeadLetter,
+    InboxEntry,
+    OutboxMessage,
+    QueuedMessage,
+)
 from weavenn_cli.runtime.db.models.migration import (
     BackfillCheckpoint,
     BackfillReject,
@@ -23,6 +29,8 @@ __all__ = [
     "BackfillCheckpoint",
     "BackfillReject",
     "Base",
+    "ConsumerPresence",
+    "DeadLetter",
     "DualWriteFailure",
     "InboxEntry",
     "Note",
@@ -32,6 +40,7 @@ __all__ = [
     "NoteVersion",
     "OutboxMessage",
     "PublishedFile",
+    "QueuedMessage",
     "RuntimeFlag",
     "Task",
     "VerifyRun",

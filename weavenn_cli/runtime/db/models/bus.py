@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from weavenn_cli.runtime.db.models.base import Base
@@ -46,3 +46,71 @@ class InboxEntry(Base):
     consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
     message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     processed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class QueuedMessage(Base):
+    """A message waiting in a queue of the embedded transport (used when RABBITMQ_URL is unset).
+
+    A consumer leases rows (`lease_owner`, `lease_expires_at`) instead of deleting them, so a
+    consumer that dies returns its messages to the queue when the lease runs out. A retry
+    moves `available_at` into the future; an ack deletes the row.
+    """
+
+    __tablename__ = "bus_messages"
+    __table_args__ = (Index("ix_bus_messages_queue_available", "queue", "available_at", "id"),)
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    queue: Mapped[str] = mapped_column(String(255))
+    message_id: Mapped[str] = mapped_column(String(255))
+    routing_key: Mapped[str] = mapped_column(String(255))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    headers: Mapped[dict[str, Any] | None] = mapped_column(PortableJSON, nullable=True)
+    correlation_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deliveries: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ConsumerPresence(Base):
+    """A running consumer of the embedded transport, refreshed while it runs.
+
+    `weavenn bus status` counts consumers from it, and a consumer reclaims at once the leases
+    of a process on its own host that is gone (killed) instead of waiting for them to expire.
+    """
+
+    __tablename__ = "bus_consumers"
+
+    owner: Mapped[str] = mapped_column(String(128), primary_key=True)
+    queue: Mapped[str] = mapped_column(String(255))
+    consumer: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DeadLetter(Base):
+    """A message that failed for good, with the error that killed it, on either transport.
+
+    RabbitMQ's `dlq` queue is moved here (acked after the insert commits) whenever a dlq
+    command runs, so listing is not destructive and a replay knows the queue it came from.
+    `key` makes that move idempotent.
+    """
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (Index("ix_dead_letters_queue", "queue"),)
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    queue: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    consumer: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    message_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    routing_key: Mapped[str] = mapped_column(String(255))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    headers: Mapped[dict[str, Any] | None] = mapped_column(PortableJSON, nullable=True)
+    correlation_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    error: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,208 @@
+"""The outbox relay: publishes outbox rows in id order and marks them once confirmed.
+
+Events reach the outbox in the transaction of their cause; the relay takes a window of
+pending rows, publishes them all, waits for the transport's confirms, and marks only the
+confirmed ones. A broker outage delays events, never loses them: the relay backs off,
+reconnects and carries on where the last confirmed row left off. It runs as `weavenn relay`
+or inside another process (the watcher, the API server) as a thread: `start()`, `wake()`
+after committing an event, `stop()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import Engine, delete, exc, select, update
+
+from weavenn_cli.runtime.bus.backoff import Backoff
+from weavenn_cli.runtime.bus.transport import (
+    BrokerUnavailable,
+    OutgoingMessage,
+    Publisher,
+    PublishResult,
+)
+from weavenn_cli.runtime.db.engine import session_factory, session_scope
+from weavenn_cli.runtime.db.models import OutboxMessage
+from weavenn_cli.runtime.db.types import utcnow
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WINDOW = 500
+PRUNE_EVERY_SECONDS = 60.0
+PRUNE_CHUNK = 5000
+
+
+@dataclass
+class RelayStats:
+    published: int = 0
+    failed: int = 0
+    pruned: int = 0
+    outages: int = 0
+
+
+class Relay:
+    """Moves the outbox to the transport; safe to stop at any moment."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        open_publisher: Callable[[], Publisher],
+        *,
+        window: int = DEFAULT_WINDOW,
+        retention: timedelta = timedelta(hours=24),
+        poll_interval: float = 0.25,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._sessions = session_factory(engine)
+        self._open_publisher = open_publisher
+        self._window = window
+        self._retention = retention
+        self._poll_interval = poll_interval
+        self._backoff = backoff or Backoff()
+        self._publisher: Publisher | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_prune = 0.0
+        self.stats = RelayStats()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run in a background thread of this process."""
+        self._thread = threading.Thread(target=self.run, name="weavenn-relay", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def wake(self) -> None:
+        """Publish now instead of at the next poll (call after committing an outbox row)."""
+        self._wake.set()
+
+    def run(self) -> None:
+        """Publish until stopped; broker and database outages are waited out."""
+        try:
+            while not self._stop.is_set():
+                if self._cycle() == 0:
+                    self._wake.wait(self._poll_interval)
+                    self._wake.clear()
+        finally:
+            self._close_publisher()
+
+    def drain(self) -> int:
+        """Publish everything pending now, then return how many were published (`--once`)."""
+        total = 0
+        try:
+            while (published := self.publish_pending()) > 0:
+                total += published
+        finally:
+            self._close_publisher()
+        return total
+
+    # -- one cycle ----------------------------------------------------------------------------
+
+    def _cycle(self) -> int:
+        try:
+            published = self.publish_pending()
+            self._prune_if_due()
+        except BrokerUnavailable as error:
+            self._outage(f"broker unavailable: {error.message}")
+            return 0
+        except (exc.OperationalError, exc.InterfaceError) as error:
+            reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+            self._outage(f"database unavailable: {reason}")
+            return 0
+        self._backoff.reset()
+        return published
+
+    def _outage(self, reason: str) -> None:
+        self.stats.outages += 1
+        self._close_publisher()
+        delay = self._backoff.next_delay()
+        log.warning("relay: %s; retrying in %.1fs", reason, delay)
+        self._stop.wait(delay)
+
+    def publish_pending(self) -> int:
+        """Publish one window of pending rows; how many the transport confirmed."""
+        with session_scope(self._sessions) as session:
+            rows = list(
+                session.scalars(
+                    select(OutboxMessage)
+                    .where(OutboxMessage.published_at.is_(None))
+                    .order_by(OutboxMessage.id)
+                    .limit(self._window)
+                )
+            )
+        if not rows:
+            return 0
+        if self._publisher is None:
+            self._publisher = self._open_publisher()
+        result = self._publisher.publish([OutgoingMessage.from_outbox(row) for row in rows])
+        self._record(rows, result)
+        if result.failed and not result.confirmed:
+            raise BrokerUnavailable(next(iter(result.failed.values())))
+        return len(result.confirmed)
+
+    def _record(self, rows: list[OutboxMessage], result: PublishResult) -> None:
+        confirmed = set(result.confirmed)
+        ids = [row.id for row in rows if row.message_id in confirmed]
+        with session_scope(self._sessions) as session:
+            if ids:
+                session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_(ids))
+                    .values(published_at=utcnow(), attempts=OutboxMessage.attempts + 1)
+                )
+            for row in rows:
+                if row.message_id in result.failed:
+                    session.execute(
+                        update(OutboxMessage)
+                        .where(OutboxMessage.id == row.id)
+                        .values(
+                            attempts=OutboxMessage.attempts + 1,
+                            last_error=result.failed[row.message_id][:2000],
+                        )
+                    )
+        self.stats.published += len(ids)
+        self.stats.failed += len(result.failed)
+
+    def _prune_if_due(self) -> None:
+        if time.monotonic() - self._last_prune < PRUNE_EVERY_SECONDS:
+            return
+        self._last_prune = time.monotonic()
+        self.stats.pruned += self.prune()
+
+    def prune(self) -> int:
+        """Delete published rows older than the retention, a chunk at a time."""
+        cutoff = utcnow() - self._retention
+        pruned = 0
+        while True:
+            with session_scope(self._sessions) as session:
+                old = (
+                    select(OutboxMessage.id)
+                    .where(OutboxMessage.published_at < cutoff)
+                    .limit(PRUNE_CHUNK)
+                    .scalar_subquery()
+                )
+                deleted = session.execute(
+                    delete(OutboxMessage).where(OutboxMessage.id.in_(old))
+                ).rowcount  # type: ignore[attr-defined]
+            pruned += int(deleted)
+            if deleted < PRUNE_CHUNK:
+                return pruned
+
+    def _close_publisher(self) -> None:
+        if self._publisher is not None:
+            try:
+                self._publisher.close()
+            finally:
+                self._publisher = None
