@@ -10,11 +10,15 @@ import typer
 from typer.core import TyperGroup
 
 from weavenn_cli import __version__
+from weavenn_cli.commands import bus as bus_commands
 from weavenn_cli.commands import compose as compose_commands
 from weavenn_cli.commands import config as config_commands
+from weavenn_cli.commands import consume as consume_commands
+from weavenn_cli.commands import dlq as dlq_commands
 from weavenn_cli.commands import doctor as doctor_commands
 from weavenn_cli.commands import k8s as k8s_commands
 from weavenn_cli.commands import migrate as migrate_commands
+from weavenn_cli.commands import relay as relay_commands
 from weavenn_cli.commands import serve as serve_commands
 from weavenn_cli.commands import vault as vault_commands
 from weavenn_cli.commands import watch as watch_commands
@@ -98,6 +102,10 @@ app.add_typer(vault_commands.app, name="vault")
 app.command("watch")(watch_commands.watch)
 app.add_typer(compose_commands.app, name="compose")
 app.add_typer(k8s_commands.app, name="k8s")
+app.add_typer(bus_commands.app, name="bus")
+app.command("relay")(relay_commands.relay)
+app.command("consume")(consume_commands.consume)
+app.add_typer(dlq_commands.app, name="dlq")
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -92,10 +92,14 @@ class DeadLetters:
     def counts_by_queue(self) -> dict[str | None, int]:
         query = select(DeadLetter.queue, func.count()).group_by(DeadLetter.queue)
         with self._session() as session:
-            return {queue: count for queue, count in session.execute(query).tuples()}
+            return {queue: count for queue, count in session.execute(query)}
 
     def replay(
-        self, transport: bus.Transport, ids: Sequence[int] | None = None, queue: str | None = None
+        self,
+        transport: bus.Transport,
+        ids: Sequence[int] | None = None,
+        queue: str | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> ReplayResult:
         """Send dead letters back to the queue they died in, as a first attempt.
 
@@ -128,6 +132,8 @@ class DeadLetters:
                 with self._session() as session:
                     session.execute(delete(DeadLetter).where(DeadLetter.id == row.id))
                 replayed.append(row.id)
+                if on_progress is not None:
+                    on_progress(len(replayed), len(rows))
         finally:
             if publisher is not None:
                 publisher.close()

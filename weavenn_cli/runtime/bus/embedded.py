@@ -29,12 +29,12 @@ from weavenn_cli.runtime.bus.topology import Topology
 from weavenn_cli.runtime.db.engine import (
     describe_url,
     is_reachable,
+    require_tables,
     session_factory,
     session_scope,
 )
 from weavenn_cli.runtime.db.models import ConsumerPresence, OutboxMessage, QueuedMessage
 from weavenn_cli.runtime.db.types import utcnow
-from weavenn_cli.runtime.errors import DatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +58,8 @@ class EmbeddedTransport:
         return f"embedded transport in {describe_url(self._engine.url)}"
 
     def setup(self) -> None:
-        """Nothing to declare: the queues are rows. Check that the tables exist."""
-        with self.session() as session:
-            try:
-                session.execute(select(QueuedMessage.id).limit(1))
-            except (exc.ProgrammingError, exc.OperationalError):
-                raise DatabaseError(
-                    f"{describe_url(self._engine.url)} has no embedded bus tables: "
-                    "run `weavenn migrate db` first"
-                ) from None
+        """Nothing to declare: the queues are rows of the tables that migrations create."""
+        require_tables(self._engine, "bus_messages", "bus_consumers", "dead_letters")
 
     def publisher(self) -> EmbeddedPublisher:
         return EmbeddedPublisher(self)
@@ -101,15 +94,16 @@ class EmbeddedTransport:
                 queue: (ready, unacked, delayed)
                 for queue, ready, unacked, delayed in session.execute(
                     select(*columns).group_by(QueuedMessage.queue)
-                ).tuples()
+                )
             }
-            consumers = dict(
-                session.execute(
+            consumers = {
+                queue: count
+                for queue, count in session.execute(
                     select(ConsumerPresence.queue, func.count())
                     .where(ConsumerPresence.seen_at > recent)
                     .group_by(ConsumerPresence.queue)
-                ).tuples()
-            )
+                )
+            }
             pending = _outbox_pending(session)
         dead = deadletters.DeadLetters(self._engine).counts_by_queue()
         queues = [
@@ -332,7 +326,7 @@ class EmbeddedConsumerChannel:
         query = select(ConsumerPresence.owner, ConsumerPresence.pid).where(
             ConsumerPresence.host == self._host, ConsumerPresence.owner != self._owner
         )
-        return [owner for owner, pid in session.execute(query).tuples() if not _alive(pid)]
+        return [owner for owner, pid in session.execute(query) if not _alive(pid)]
 
     def _release(self, session: Session, which: Any) -> None:
         session.execute(

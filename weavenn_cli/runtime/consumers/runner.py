@@ -414,9 +414,11 @@ def _decode(message: InboundMessage) -> Delivery | str:
     try:
         event = model.model_validate(body)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        return f"malformed message: not a valid {model.__name__}: {where}: {first['msg']}"
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']) or 'body'}: {problem['msg']}"
+            for problem in error.errors()[:5]
+        )
+        return f"malformed message: not a valid {model.__name__}: {problems}"
     return Delivery(
         message_id=event.message_id,
         routing_key=message.routing_key,

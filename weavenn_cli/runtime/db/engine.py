@@ -111,6 +111,22 @@ def is_reachable(engine: Engine) -> bool:
     return True
 
 
+def require_tables(engine: Engine, *tables: str) -> None:
+    """Fail with what to do when the schema lacks `tables` (a database never migrated)."""
+    from sqlalchemy import inspect
+
+    try:
+        present = set(inspect(engine).get_table_names())
+    except exc.DBAPIError as error:
+        raise connection_error(engine.url, error) from None
+    missing = [table for table in tables if table not in present]
+    if missing:
+        raise DatabaseError(
+            f"database {describe_url(engine.url)} has no table {', '.join(missing)}: "
+            "run `weavenn migrate db` first"
+        )
+
+
 def connection_error(url: URL, error: BaseException) -> DatabaseError:
     reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
     return DatabaseError(
