@@ -12,17 +12,32 @@ from tests.bus.harness import Bus
 TRANSPORTS = ["rabbitmq-postgresql", "embedded-sqlite", "embedded-postgresql"]
 
 
+def _make_bus(request: pytest.FixtureRequest, variant: str) -> Bus:
+    kind, database = variant.split("-")
+    fixture = "migrated_pg_url" if database == "postgresql" else "migrated_sqlite_url"
+    database_url = str(request.getfixturevalue(fixture))
+    rabbitmq_url = str(request.getfixturevalue("rabbitmq_url")) if kind == "rabbitmq" else None
+    create_effects_table(database_url)
+    return Bus(kind, database_url, rabbitmq_url)
+
+
 @pytest.fixture(params=TRANSPORTS)
 def bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
     """A bus with its topology declared and an effects table for the test consumers."""
-    kind, database = request.param.split("-")
-    database_url = str(
-        request.getfixturevalue(
-            "migrated_pg_url" if database == "postgresql" else "migrated_sqlite_url"
-        )
-    )
-    rabbitmq_url = str(request.getfixturevalue("rabbitmq_url")) if kind == "rabbitmq" else None
-    create_effects_table(database_url)
-    harness = Bus(kind, database_url, rabbitmq_url)
+    harness = _make_bus(request, request.param)
+    yield harness
+    harness.close()
+
+
+@pytest.fixture
+def embedded_bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
+    harness = _make_bus(request, "embedded-sqlite")
+    yield harness
+    harness.close()
+
+
+@pytest.fixture
+def rabbitmq_bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
+    harness = _make_bus(request, "rabbitmq-postgresql")
     yield harness
     harness.close()

@@ -11,14 +11,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, create_engine, func, select
 
 from tests.bus.consumers import effects
 from weavenn_cli.runtime.bus import outbox
 from weavenn_cli.runtime.bus.transport import OutgoingMessage, Transport, open_transport
 from weavenn_cli.runtime.config import Settings, load_settings
 from weavenn_cli.runtime.consumers.runner import Runner
-from weavenn_cli.runtime.db.engine import make_engine, session_factory, session_scope
+from weavenn_cli.runtime.db.engine import (
+    make_engine,
+    parse_database_url,
+    session_factory,
+    session_scope,
+)
 from weavenn_cli.runtime.events import VaultFileEvent, derive_message_id
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +67,7 @@ class Bus:
     rabbitmq_url: str | None
     settings: Settings = field(init=False)
     engine: Engine = field(init=False)
+    reader: Engine = field(init=False)
     transport: Transport = field(init=False)
 
     def __post_init__(self) -> None:
@@ -72,6 +78,9 @@ class Bus:
             bus_retry_delays=RETRY_DELAYS,
         )
         self.engine = make_engine(self.database_url)
+        # Observing must not queue behind the consumer for SQLite's write lock (the engine
+        # begins every transaction with BEGIN IMMEDIATE): plain reads, as WAL allows.
+        self.reader = create_engine(parse_database_url(self.database_url))
         self.transport = open_transport(self.settings, self.engine)
         self.transport.setup()
 
@@ -107,11 +116,11 @@ class Bus:
         )
         if consumer:
             query = query.where(effects.c.consumer == consumer)
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return [tuple(row) for row in connection.execute(query)]  # type: ignore[misc]
 
     def effect_count(self) -> int:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return int(connection.scalar(select(func.count()).select_from(effects)) or 0)
 
     def queue(self, name: str) -> Any:
@@ -133,6 +142,7 @@ class Bus:
     def close(self) -> None:
         self.transport.close()
         self.engine.dispose()
+        self.reader.dispose()
 
 
 def subprocess_env(bus: Bus, **extra: str) -> dict[str, str]:

@@ -136,5 +136,9 @@ def test_a_batch_consumer_retries_only_the_messages_it_reports_failed(bus: Bus) 
     bus.publish([vault_event("notes/a.md"), vault_event("fail-once.md"), vault_event("notes/b.md")])
     with bus.running(BatchingConsumer()) as runner:
         wait_until(lambda: bus.effect_count() == 3, what="three effects")
-    assert sorted(path for _, path, _ in bus.effects()) == ["fail-once.md", "notes/a.md", "notes/b.md"]
+    assert sorted(path for _, path, _ in bus.effects()) == [
+        "fail-once.md",
+        "notes/a.md",
+        "notes/b.md",
+    ]
     assert runner.metrics.totals()["retried"] == 1

@@ -56,15 +56,13 @@ def load(name: str, settings: Settings) -> Consumer | BatchConsumer:
             f"unknown consumer {name!r} (known: {known}); or give an import path module:Class"
         )
     factory = _import(target)
+    for attribute in ("name", "queue", "bindings"):
+        if not hasattr(factory, attribute):
+            raise UsageError(f"{target} is not a consumer: it has no {attribute!r}")
+    if not any(callable(getattr(factory, method, None)) for method in ("handle", "handle_batch")):
+        raise UsageError(f"{target} is not a consumer: it has neither handle() nor handle_batch()")
     from_settings = getattr(factory, "from_settings", None)
     consumer = from_settings(settings) if callable(from_settings) else factory()
-    for attribute in ("name", "queue", "bindings"):
-        if not hasattr(consumer, attribute):
-            raise UsageError(f"{target} is not a consumer: it has no {attribute!r}")
-    if not callable(getattr(consumer, "handle", None)) and not callable(
-        getattr(consumer, "handle_batch", None)
-    ):
-        raise UsageError(f"{target} is not a consumer: it has neither handle() nor handle_batch()")
     return consumer  # type: ignore[no-any-return]
 
 

@@ -1,0 +1,128 @@
+"""`weavenn consume` as a real process: kill -9 mid-burst, SIGTERM drain, metrics, usage."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.bus.harness import Bus, subprocess_env, vault_event, wait_until
+
+RECORDER = "tests.bus.consumers:RecordingConsumer"
+BIN = Path(sys.executable).parent / "weavenn"
+
+
+@contextmanager
+def consumer_process(bus: Bus, *args: str, **env: str) -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(
+        [str(BIN), "consume", RECORDER, *args],
+        env=subprocess_env(bus, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=30)
+
+
+@pytest.mark.xdist_group("consume-process")
+def test_kill_9_in_the_middle_of_a_burst_then_restart_gives_every_effect_exactly_once(
+    bus: Bus,
+) -> None:
+    events = [vault_event(f"burst/{i}.md") for i in range(300)]
+    bus.publish(events)
+    with consumer_process(bus, "--prefetch", "20", TEST_HANDLER_SLEEP="0.005") as first:
+        wait_until(lambda: bus.effect_count() >= 60, what="the burst under way")
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    interrupted_at = bus.effect_count()
+    assert interrupted_at < 300, "the consumer finished before it was killed"
+    with consumer_process(bus, "--prefetch", "20"):
+        wait_until(lambda: bus.effect_count() >= 300, what="every effect", timeout=90)
+        wait_until(lambda: bus.queue("mcp_sync").ready == 0, what="an empty queue")
+    counts = Counter(m for m, _, _ in bus.effects())
+    assert set(counts) == {e.message_id for e in events}
+    assert max(counts.values()) == 1
+
+
+@pytest.mark.xdist_group("consume-process")
+def test_sigterm_finishes_the_work_in_hand_returns_the_rest_and_exits_0(
+    bus: Bus, tmp_path: Path
+) -> None:
+    started = tmp_path / "started.log"
+    events = [vault_event(f"slow/{i}.md") for i in range(20)]
+    bus.publish(events)
+    with consumer_process(
+        bus, "--prefetch", "4", TEST_HANDLER_SLEEP="0.2", TEST_STARTED_FILE=str(started)
+    ) as process:
+        wait_until(
+            lambda: started.exists() and len(started.read_text().splitlines()) >= 2,
+            what="handlers running",
+        )
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert "recorder stopped" in stderr
+    applied = {m for m, _, _ in bus.effects()}
+    begun = {line.split()[0] for line in started.read_text().splitlines()}
+    assert begun <= applied  # every handler that started was allowed to finish
+    assert len(applied) < 20
+    assert bus.queue("mcp_sync").ready == 20 - len(applied)  # the rest is back in the queue
+
+
+def test_metrics_port_serves_the_runner_counters(embedded_bus: Bus) -> None:
+    import socket
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    embedded_bus.publish(
+        [vault_event(f"m/{i}.md") for i in range(3)] + [vault_event("permanent.md")]
+    )
+    with consumer_process(embedded_bus, "--metrics-port", str(port)):
+        wait_until(lambda: embedded_bus.effect_count() == 3, what="three effects")
+
+        def scrape() -> str:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    text = r.read().decode()
+            except OSError:
+                return ""
+            return text if 'dead_lettered_total{consumer="recorder"} 1.0' in text else ""
+
+        text = wait_until(scrape, what="metrics")
+    assert 'weavenn_consumer_processed_total{consumer="recorder"} 3.0' in text
+    assert "weavenn_consumer_handler_seconds_bucket" in text
+
+
+def test_consume_list_shows_registered_consumers_or_says_there_are_none(run_weavenn) -> None:
+    result = run_weavenn("consume", "--list")
+    assert result.returncode == 0, result.stderr
+    assert "consumer" in result.stdout and "queue" in result.stdout
+
+
+def test_an_unknown_consumer_is_bad_usage_in_one_line(run_weavenn) -> None:
+    result = run_weavenn("consume", "no-such-consumer")
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert "unknown consumer 'no-such-consumer'" in lines[0]
+
+
+def test_an_import_path_that_is_not_a_consumer_is_refused(run_weavenn) -> None:
+    result = run_weavenn("consume", "os.path:join", env={"PYTHONPATH": os.getcwd()})
+    assert result.returncode == 2
+    assert "is not a consumer" in result.stderr
