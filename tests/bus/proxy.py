@@ -6,6 +6,7 @@ a broken network would; `start()` listens again on the same port.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from types import TracebackType
@@ -75,18 +76,15 @@ class TcpProxy:
 
 def _pipe(source: socket.socket, sink: socket.socket) -> None:
     try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
     finally:
         _close(source)
         _close(sink)
 
 
 def _close(connection: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         connection.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
     connection.close()
