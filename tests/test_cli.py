@@ -24,7 +24,20 @@ def test_version_prints_the_package_version() -> None:
 def test_help_lists_every_command_group_with_a_purpose() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for group in ("config", "migrate", "doctor", "serve", "vault", "watch", "compose", "k8s"):
+    for group in (
+        "config",
+        "migrate",
+        "doctor",
+        "serve",
+        "vault",
+        "watch",
+        "compose",
+        "k8s",
+        "bus",
+        "relay",
+        "consume",
+        "dlq",
+    ):
         line = next(line for line in result.output.splitlines() if f" {group} " in line)
         assert len(line.split(group, 1)[1].strip(" │")) > 10, f"{group} has no one-line purpose"
 
@@ -50,7 +63,9 @@ def test_help_does_not_import_heavy_libraries() -> None:
         "from weavenn_cli.app import app\n"
         "for args in (['--help'], ['migrate', '--help'], ['config', '--help'],\n"
         "             ['serve', '--help'], ['vault', '--help'], ['watch', '--help'],\n"
-        "             ['k8s', '--help'], ['k8s', 'apply', '--help'], ['compose', '--help']):\n"
+        "             ['k8s', '--help'], ['k8s', 'apply', '--help'], ['compose', '--help'],\n"
+        "             ['bus', '--help'], ['dlq', '--help'], ['consume', '--help'],\n"
+        "             ['relay', '--help']):\n"
         "    assert CliRunner().invoke(app, args).exit_code == 0\n"
         "heavy = ['sqlalchemy', 'alembic', 'pydantic_settings', 'pika', 'fastapi', 'uvicorn',\n"
         "         'kubernetes', 'docker', 'psycopg', 'httpx', 'jinja2', 'starlette',\n"

@@ -8,6 +8,7 @@ import pytest
 
 from tests.bus.consumers import create_effects_table
 from tests.bus.harness import Bus
+from tests.bus.private_rabbitmq import PrivateRabbitMQ
 
 TRANSPORTS = ["rabbitmq-postgresql", "embedded-sqlite", "embedded-postgresql"]
 
@@ -41,3 +42,11 @@ def rabbitmq_bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
     harness = _make_bus(request, "rabbitmq-postgresql")
     yield harness
     harness.close()
+
+
+@pytest.fixture(scope="module")
+def private_rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRabbitMQ]:
+    """A RabbitMQ node (with the management plugin) this module's tests may stop and start."""
+    node = PrivateRabbitMQ(tmp_path_factory.mktemp("rabbitmq"), management=True).start()
+    yield node
+    node.close()

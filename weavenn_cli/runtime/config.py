@@ -168,6 +168,10 @@ def _display_value(raw: object) -> tuple[str | None, bool]:
         return None, False
     if isinstance(raw, SecretStr):
         return MASK, True
+    if isinstance(raw, tuple):  # shown as it is written in the environment
+        return ",".join(
+            f"{item:g}" if isinstance(item, float) else str(item) for item in raw
+        ), False
     text = str(raw)
     masked = mask_url(text) if "://" in text else text
     return masked, masked != text

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -272,10 +273,12 @@ class EmbeddedConsumerChannel:
 
     def dead_letter(self, message: bus.InboundMessage, info: bus.DeadLetterInfo) -> None:
         key = uuid.uuid4().hex
+        # The same headers RabbitMQ's dlq carries, so both transports show the same thing.
+        headers = {**message.headers, **info.headers(self._queue, key)}
         with self._transport.session() as session:
             deadletters.record(
                 session,
-                message,
+                replace(message, headers=headers),
                 key=key,
                 error=info.error,
                 attempts=info.attempts,

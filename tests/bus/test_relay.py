@@ -1,0 +1,67 @@
+"""The outbox relay on every transport: windows, confirms, order, wake-up, pruning."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+
+from tests.bus.harness import Bus, vault_event, wait_until
+from weavenn_cli.runtime.bus.relay import Relay
+from weavenn_cli.runtime.db.models import OutboxMessage
+from weavenn_cli.runtime.db.types import utcnow
+
+
+def _pending(bus: Bus) -> int:
+    with bus.reader.connect() as connection:
+        query = select(func.count()).where(OutboxMessage.published_at.is_(None))
+        return int(connection.scalar(query) or 0)
+
+
+def test_relay_publishes_the_outbox_in_windows_and_marks_what_was_confirmed(bus: Bus) -> None:
+    events = [vault_event(f"notes/{i}.md") for i in range(1200)]
+    bus.enqueue(events)
+    relay = Relay(bus.engine, bus.transport.publisher, window=500)
+    assert relay.drain() == 1200
+    assert _pending(bus) == 0
+    assert bus.queue("n8n_workflows").ready == 1200
+    assert relay.drain() == 0  # nothing is published twice
+
+
+def test_relay_thread_publishes_as_soon_as_it_is_woken(bus: Bus) -> None:
+    relay = Relay(bus.engine, bus.transport.publisher, poll_interval=3600)
+    relay.start()
+    try:
+        wait_until(lambda: relay.stats.published == 0 and _pending(bus) == 0)
+        bus.enqueue([vault_event("woken.md")])
+        relay.wake()
+        wait_until(lambda: relay.stats.published == 1, what="the woken relay")
+    finally:
+        relay.stop()
+    assert bus.queue("mcp_sync").ready == 1
+
+
+def test_prune_deletes_only_published_rows_older_than_the_retention(embedded_bus: Bus) -> None:
+    bus = embedded_bus
+    bus.enqueue([vault_event(f"old/{i}.md") for i in range(3)])
+    relay = Relay(bus.engine, bus.transport.publisher, retention=timedelta(hours=1))
+    relay.drain()
+    with bus.engine.begin() as connection:
+        connection.execute(update(OutboxMessage).values(published_at=utcnow() - timedelta(hours=2)))
+    bus.enqueue([vault_event("recent.md"), vault_event("pending.md")])
+    Relay(bus.engine, bus.transport.publisher).publish_pending()  # publishes both
+    bus.enqueue([vault_event("waiting.md")])
+    assert relay.prune() == 3
+    with bus.reader.connect() as connection:
+        left = connection.scalar(select(func.count()).select_from(OutboxMessage))
+    assert left == 3
+    assert _pending(bus) == 1
+
+
+def test_weavenn_relay_once_publishes_and_reports(bus: Bus, run_weavenn) -> None:
+    bus.enqueue([vault_event(f"cli/{i}.md") for i in range(7)])
+    result = run_weavenn("relay", "--once", env=bus.env)
+    assert result.returncode == 0, result.stderr
+    assert "published 7 event(s)" in result.stdout
+    assert _pending(bus) == 0
+    assert bus.queue("mcp_sync").ready == 7
