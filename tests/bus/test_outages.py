@@ -107,3 +107,48 @@ def test_an_unreachable_database_is_waited_out_without_spending_retries(
     assert "unreachable" in caplog.text  # the outage was seen, and waited out
     assert DeadLetters(bus.engine).list() == []
     bus.close()
+
+
+def test_a_handler_slower_than_the_heartbeat_keeps_its_rabbitmq_connection(
+    rabbitmq_bus: Bus, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert rabbitmq_bus.rabbitmq_url
+    monkeypatch.setenv("TEST_HANDLER_SLEEP", "4")  # the broker expects a heartbeat every 1 s
+    rabbitmq_bus.publish([vault_event("slow.md")])
+    url = f"{rabbitmq_bus.rabbitmq_url}?heartbeat=1"
+    with _runner(rabbitmq_bus, rabbitmq_bus.database_url, url) as runner:
+        wait_until(lambda: runner.metrics.totals()["processed"] == 1, what="the slow message")
+        wait_until(lambda: rabbitmq_bus.queue("mcp_sync").ready == 0, what="its ack")
+    assert rabbitmq_bus.effect_count() == 1
+    assert "lost RabbitMQ" not in caplog.text  # the connection never dropped
+
+
+def test_an_embedded_lease_is_renewed_while_a_slow_handler_runs(
+    request: pytest.FixtureRequest, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from tests.bus.conftest import _make_bus
+    from weavenn_cli.runtime.bus.embedded import EmbeddedTransport
+
+    bus = _make_bus(request, "embedded-postgresql")
+    started = tmp_path / "started.log"
+    monkeypatch.setenv("TEST_STARTED_FILE", str(started))
+    monkeypatch.setenv("TEST_HANDLER_SLEEP", "4")
+    bus.publish([vault_event("slow.md")])
+    runners = []
+    for _ in range(2):  # a competitor waits for the lease to run out; it must not
+        transport = EmbeddedTransport(bus.engine, bus.transport.topology, lease_seconds=1.5)
+        runners.append(Runner(RecordingConsumer(), transport, bus.engine))
+    threads = [threading.Thread(target=r.run, daemon=True) for r in runners]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until(lambda: bus.effect_count() == 1, what="the slow message")
+    finally:
+        for runner in runners:
+            runner.stop()
+        for thread in threads:
+            thread.join(30)
+    assert len(started.read_text().splitlines()) == 1  # handled once, by one consumer
+    bus.close()

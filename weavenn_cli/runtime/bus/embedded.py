@@ -47,11 +47,18 @@ PRESENCE_SECONDS = 5.0
 """How often a consumer refreshes its presence row and its leases."""
 
 
+_abandoned_owners: set[str] = set()
+"""Channels of this process that could not release their leases (database away at close)."""
+
+
 class EmbeddedTransport:
     name = "embedded"
 
-    def __init__(self, engine: Engine, topology: Topology) -> None:
+    def __init__(
+        self, engine: Engine, topology: Topology, *, lease_seconds: float = LEASE_SECONDS
+    ) -> None:
         self.topology = topology
+        self.lease_seconds = lease_seconds
         self._engine = engine
         self._sessions = session_factory(engine)
 
@@ -165,8 +172,10 @@ class EmbeddedConsumerChannel:
         self._prefetch = prefetch
         self._consumer = consumer_name
         self._host = socket.gethostname()
-        # Stable for this process and queue: a reconnect first releases what it still holds.
-        self._owner = f"{self._host}:{os.getpid()}:{queue}:{consumer_name}"[:128]
+        self._owner = f"{self._host}:{os.getpid()}:{consumer_name}:{uuid.uuid4().hex[:12]}"
+        self._lease_length = timedelta(seconds=transport.lease_seconds)
+        # Renew well before a lease runs out, and refresh presence at least this often.
+        self._refresh_every = min(PRESENCE_SECONDS, transport.lease_seconds / 3)
         self._held: set[int] = set()
         self._cancelled = False
         self._wake = threading.Event()
@@ -215,7 +224,7 @@ class EmbeddedConsumerChannel:
             rows = list(session.scalars(query))
             for row in rows:
                 row.lease_owner = self._owner
-                row.lease_expires_at = now + timedelta(seconds=LEASE_SECONDS)
+                row.lease_expires_at = now + self._lease_length
                 row.deliveries += 1
         self._held.update(row.id for row in rows)
         return [self._inbound(row) for row in rows]
@@ -299,7 +308,8 @@ class EmbeddedConsumerChannel:
                     delete(ConsumerPresence).where(ConsumerPresence.owner == self._owner)
                 )
         except bus.BrokerUnavailable:
-            log.debug("could not release leases at close; they expire on their own")
+            # The database is away: the next channel of this process releases them.
+            _abandoned_owners.add(self._owner)
         self._held.clear()
 
     # -- presence and leases ----------------------------------------------------------------
@@ -308,7 +318,6 @@ class EmbeddedConsumerChannel:
         """Register this consumer and take back leases of consumers that are gone."""
         now = utcnow()
         with self._transport.session() as session:
-            session.execute(delete(ConsumerPresence).where(ConsumerPresence.owner == self._owner))
             session.add(
                 ConsumerPresence(
                     owner=self._owner,
@@ -320,9 +329,10 @@ class EmbeddedConsumerChannel:
                     seen_at=now,
                 )
             )
-            gone = [self._owner, *self._dead_local_owners(session)]
+            gone = [*_abandoned_owners, *self._dead_local_owners(session)]
             self._release(session, QueuedMessage.lease_owner.in_(gone))
-            session.execute(delete(ConsumerPresence).where(ConsumerPresence.owner.in_(gone[1:])))
+            session.execute(delete(ConsumerPresence).where(ConsumerPresence.owner.in_(gone)))
+        _abandoned_owners.difference_update(gone)
         self._refreshed = time.monotonic()
 
     def _dead_local_owners(self, session: Session) -> list[str]:
@@ -333,13 +343,11 @@ class EmbeddedConsumerChannel:
 
     def _release(self, session: Session, which: Any) -> None:
         session.execute(
-            update(QueuedMessage)
-            .where(QueuedMessage.queue == self._queue, which)
-            .values(lease_owner=None, lease_expires_at=None)
+            update(QueuedMessage).where(which).values(lease_owner=None, lease_expires_at=None)
         )
 
     def _refresh_if_due(self) -> None:
-        if time.monotonic() - self._refreshed < PRESENCE_SECONDS:
+        if time.monotonic() - self._refreshed < self._refresh_every:
             return
         now = utcnow()
         with self._transport.session() as session:
@@ -355,7 +363,7 @@ class EmbeddedConsumerChannel:
                         QueuedMessage.id.in_(list(self._held)),
                         QueuedMessage.lease_owner == self._owner,
                     )
-                    .values(lease_expires_at=now + timedelta(seconds=LEASE_SECONDS))
+                    .values(lease_expires_at=now + self._lease_length)
                 )
         self._refreshed = time.monotonic()
 
