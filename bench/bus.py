@@ -194,16 +194,14 @@ def naive_consumer(rabbitmq_url: str, engine: object, batch: list[VaultFileEvent
     for e in batch:
         channel.basic_publish("weave-nn.events", e.routing_key, e.model_dump_json().encode())
     sessions = session_factory(engine)  # type: ignore[arg-type]
-    done = 0
     started = time.perf_counter()
-    for method, _props, body in channel.consume("mcp_sync"):
+    for done, (method, _props, body) in enumerate(channel.consume("mcp_sync"), start=1):
         message_id = json.loads(body)["message_id"]
         with session_scope(sessions) as session:
             if not outbox.already_processed(session, "naive", message_id):
                 session.execute(insert(effects).values(message_id=message_id))
                 outbox.record_processed(session, "naive", message_id)
         channel.basic_ack(method.delivery_tag)
-        done += 1
         if done == len(batch):
             break
     elapsed = time.perf_counter() - started

@@ -172,7 +172,7 @@ class EmbeddedConsumerChannel:
         self._prefetch = prefetch
         self._consumer = consumer_name
         self._host = socket.gethostname()
-        self._owner = f"{self._host}:{os.getpid()}:{consumer_name}:{uuid.uuid4().hex[:12]}"
+        self._owner = f"{uuid.uuid4().hex[:12]}:{self._host}:{os.getpid()}:{consumer_name}"[:128]
         self._lease_length = timedelta(seconds=transport.lease_seconds)
         # Renew well before a lease runs out, and refresh presence at least this often.
         self._refresh_every = min(PRESENCE_SECONDS, transport.lease_seconds / 3)
