@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from pydantic import ValidationError
 from sqlalchemy import Engine, exc
@@ -116,28 +117,26 @@ class Runner:
             self._stop_deadline = time.monotonic() + self._drain_timeout
             self._stop.set()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
     def run(self) -> None:
         while not self._stop.is_set():
             channel = self._connect()
             if channel is None:
                 return
+            wait_out: Callable[[], None] | None = None
             try:
                 self._consume(channel)
             except BrokerUnavailable as error:
                 # Unacked messages return to the queue when the broker drops the connection.
-                self._pending.clear()
-                self._pause(f"lost {self._transport.describe()}: {error.message}")
+                lost = f"lost {self._transport.describe()}: {error.message}"
+                wait_out = partial(self._pause, lost)
             except DatabaseUnavailable as error:
                 self._requeue_quietly(channel, [p.message for p in self._pending])
+                wait_out = partial(self._wait_for_database, str(error))
+            finally:
                 self._pending.clear()
                 channel.close()
-                self._wait_for_database(str(error))
-            finally:
-                channel.close()
+            if wait_out is not None:
+                wait_out()
 
     def _connect(self) -> ConsumerChannel | None:
         while not self._stop.is_set():
