@@ -102,3 +102,12 @@ def test_dead_letters_rejected_by_another_rabbitmq_client_are_collected_too(
     [entry] = first
     assert entry["queue"] == "agent_tasks"
     assert entry["error"] == "dead-lettered by RabbitMQ: rejected"
+
+
+def test_dlq_list_on_a_broker_without_the_topology_is_empty_not_an_error(
+    rabbitmq_url: str, migrated_sqlite_url: str, run_weavenn
+) -> None:
+    env = {"RABBITMQ_URL": rabbitmq_url, "DATABASE_URL": migrated_sqlite_url}
+    result = run_weavenn("dlq", "list", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []

@@ -107,7 +107,13 @@ class RabbitMQTransport:
         moved = 0
         while True:
             with broker_errors():
-                batch = _get_batch(channel, self.topology.dead_letter_queue, limit=200)
+                try:
+                    batch = _get_batch(channel, self.topology.dead_letter_queue, limit=200)
+                except pika.exceptions.ChannelClosedByBroker as error:
+                    if error.reply_code != 404:
+                        raise
+                    self._admin_link().reopen()  # no dlq queue yet: nothing dead-lettered
+                    return moved
             if not batch:
                 return moved
             try:
@@ -287,6 +293,12 @@ def broker_errors() -> Iterator[None]:
         raise bus.BrokerUnavailable(
             f"RabbitMQ closed the channel: {error.reply_code} {error.reply_text}"
         ) from error
+    except pika.exceptions.UnroutableError:
+        raise WeavennError(
+            "no queue took the message: run `weavenn bus setup` to declare the topology"
+        ) from None
+    except pika.exceptions.NackError as error:
+        raise bus.BrokerUnavailable(f"RabbitMQ refused the message: {error}") from error
     except (
         pika.exceptions.AMQPConnectionError,
         pika.exceptions.AMQPChannelError,
@@ -402,13 +414,17 @@ class ConfirmingPublisher:
             if self._failure or self._channel is None or not self._channel.is_open:
                 batch.settle(message.message_id, f"not sent: {self._failure or 'channel closed'}")
                 continue
-            self._channel.basic_publish(
-                self._exchange,
-                message.routing_key,
-                message.body,
-                properties(message),
-                mandatory=True,
-            )
+            try:
+                self._channel.basic_publish(
+                    self._exchange,
+                    message.routing_key,
+                    message.body,
+                    properties(message),
+                    mandatory=True,
+                )
+            except pika.exceptions.AMQPError as error:  # the channel closed under us
+                batch.settle(message.message_id, f"not sent: {_describe(error)}")
+                continue
             self._next_tag += 1
             self._outstanding[self._next_tag] = (batch, message.message_id)
 
