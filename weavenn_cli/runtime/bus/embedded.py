@@ -30,6 +30,7 @@ from weavenn_cli.runtime.bus.topology import Topology
 from weavenn_cli.runtime.db.engine import (
     describe_url,
     is_reachable,
+    reader_engine,
     require_tables,
     session_factory,
     session_scope,
@@ -61,6 +62,7 @@ class EmbeddedTransport:
         self.lease_seconds = lease_seconds
         self._engine = engine
         self._sessions = session_factory(engine)
+        self._reader = reader_engine(engine)
 
     def describe(self) -> str:
         return f"embedded transport in {describe_url(self._engine.url)}"
@@ -75,6 +77,27 @@ class EmbeddedTransport:
     def consumer(self, queue: str, *, prefetch: int, consumer_name: str) -> EmbeddedConsumerChannel:
         self.topology.queue(queue)
         return EmbeddedConsumerChannel(self, queue, prefetch=prefetch, consumer_name=consumer_name)
+
+    def has_ready(self, queue: str) -> bool:
+        """Whether `queue` may have a message to lease, looked up without any lock."""
+        now = utcnow()
+        query = (
+            select(QueuedMessage.id)
+            .where(
+                QueuedMessage.queue == queue,
+                QueuedMessage.available_at <= now,
+                or_(QueuedMessage.lease_owner.is_(None), QueuedMessage.lease_expires_at < now),
+            )
+            .limit(1)
+        )
+        try:
+            with self._reader.connect() as connection:
+                return connection.execute(query).first() is not None
+        except (exc.OperationalError, exc.InterfaceError) as error:
+            reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+            raise bus.BrokerUnavailable(
+                f"database of the embedded transport unreachable: {reason}"
+            ) from error
 
     def send_to_queue(self, queue: str, message: bus.OutgoingMessage) -> None:
         with self.session() as session:
@@ -189,7 +212,7 @@ class EmbeddedConsumerChannel:
         while True:
             self._refresh_if_due()
             room = min(max_messages, self._prefetch - len(self._held))
-            if room > 0 and not self._cancelled:
+            if room > 0 and not self._cancelled and self._transport.has_ready(self._queue):
                 messages = self._lease(room)
                 if messages:
                     return messages

@@ -26,7 +26,7 @@ from weavenn_cli.runtime.bus.transport import (
     Publisher,
     PublishResult,
 )
-from weavenn_cli.runtime.db.engine import session_factory, session_scope
+from weavenn_cli.runtime.db.engine import reader_engine, session_factory, session_scope
 from weavenn_cli.runtime.db.models import OutboxMessage
 from weavenn_cli.runtime.db.types import utcnow
 
@@ -59,6 +59,7 @@ class Relay:
         backoff: Backoff | None = None,
     ) -> None:
         self._sessions = session_factory(engine)
+        self._reads = session_factory(reader_engine(engine))
         self._open_publisher = open_publisher
         self._window = window
         self._retention = retention
@@ -133,7 +134,7 @@ class Relay:
 
     def publish_pending(self) -> int:
         """Publish one window of pending rows; how many the transport confirmed."""
-        with session_scope(self._sessions) as session:
+        with self._reads() as session:
             rows = list(
                 session.scalars(
                     select(OutboxMessage)

@@ -81,6 +81,26 @@ def _make_sqlite_engine(url: URL, **kwargs: Any) -> Engine:
     return engine
 
 
+_readers: dict[str, Engine] = {}
+
+
+def reader_engine(engine: Engine) -> Engine:
+    """An engine for reads that must not queue for SQLite's write lock (polling loops).
+
+    `make_engine` begins every SQLite transaction with BEGIN IMMEDIATE; a process that only
+    looks for new rows several times a second would take the write lock each time and slow
+    down the writers. In WAL mode a plain read needs no lock. PostgreSQL needs nothing else.
+    """
+    if engine.dialect.name != "sqlite":
+        return engine
+    key = engine.url.render_as_string(hide_password=False)
+    if key not in _readers:
+        _readers[key] = create_engine(
+            engine.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        )
+    return _readers[key]
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
