@@ -18,7 +18,9 @@ from weavenn_cli.runtime.config import Settings
 from weavenn_cli.runtime.consumers.base import BatchConsumer, Consumer
 from weavenn_cli.runtime.errors import UsageError
 
-REGISTERED: dict[str, str] = {}
+REGISTERED: dict[str, str] = {
+    "mcp-sync": "weavenn_cli.runtime.consumers.mcp_sync:McpSyncConsumer",
+}
 
 
 @dataclass(frozen=True)
