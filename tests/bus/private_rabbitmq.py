@@ -73,6 +73,13 @@ class PrivateRabbitMQ:
     def management_url(self) -> str:
         return f"http://guest:guest@127.0.0.1:{self.management_port}"
 
+    def vhost(self) -> str:
+        """A fresh vhost on this node; its URL."""
+        name = f"weavenn-{uuid.uuid4().hex[:8]}"
+        self._ctl("add_vhost", name)
+        self._ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/{name}"
+
     def start(self) -> PrivateRabbitMQ:
         self._process = subprocess.Popen(
             [str(RABBITMQ_BIN / "rabbitmq-server")],

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 
 import pika
 import pytest
 from sqlalchemy import Engine, func, select
 
 from tests.bus.harness import vault_event, wait_until
+from tests.bus.pipeline import note_count, reference, snapshot, weavenn_process, write_notes
 from tests.bus.private_rabbitmq import PrivateRabbitMQ
 from weavenn_cli.runtime.bus import outbox
 from weavenn_cli.runtime.bus.backoff import Backoff
@@ -128,3 +130,36 @@ def test_bus_status_takes_unacknowledged_counts_from_the_management_api(
         connection.close()
     assert agent["ready"] == 1
     assert agent["consumers"] == 1
+
+
+def test_rabbitmq_stopped_while_the_watcher_keeps_receiving_changes_then_started_loses_nothing(
+    private_rabbitmq: PrivateRabbitMQ,
+    tmp_path: Path,
+    migrated_sqlite_url: str,
+    migrated_pg_url: str,
+) -> None:
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    env = {
+        "DATABASE_URL": migrated_pg_url,
+        "RABBITMQ_URL": private_rabbitmq.vhost(),
+        "VAULT_PATH": str(vault),
+        "DEBOUNCE_SECONDS": "0.1",
+    }
+    engine = make_engine(migrated_pg_url)
+    with weavenn_process("watch", env=env), weavenn_process("consume", "mcp-sync", env=env):
+        write_notes(vault, range(50), 200)
+        wait_until(lambda: note_count(migrated_pg_url) == 50, what="the first notes", timeout=60)
+        private_rabbitmq.stop_app()
+        write_notes(vault, range(50, 200), 200)  # created while the broker is away
+        write_notes(vault, range(0, 50, 5), 200, version=1)  # updated
+        for number in range(1, 50, 10):  # deleted
+            (vault / f"notes/0/n{number}.md").unlink()
+        wait_until(lambda: _pending(engine) > 0, what="events held back")
+        assert note_count(migrated_pg_url) == 50  # nothing got through meanwhile
+        private_rabbitmq.start_app()
+        expected = reference(vault, migrated_sqlite_url)
+        wait_until(lambda: note_count(migrated_pg_url) == 195, what="every note", timeout=120)
+        wait_until(lambda: snapshot(migrated_pg_url) == expected, what="the exact cache")
+    engine.dispose()
+    assert len(expected["notes"]) == 195  # type: ignore[arg-type]
