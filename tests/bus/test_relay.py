@@ -65,3 +65,23 @@ def test_weavenn_relay_once_publishes_and_reports(bus: Bus, run_weavenn) -> None
     assert "published 7 event(s)" in result.stdout
     assert _pending(bus) == 0
     assert bus.queue("mcp_sync").ready == 7
+
+
+def test_relay_declares_the_topology_before_publishing_so_nothing_is_dropped(
+    rabbitmq_url: str, migrated_sqlite_url: str
+) -> None:
+    from weavenn_cli.runtime.bus import outbox
+    from weavenn_cli.runtime.bus.transport import open_transport
+    from weavenn_cli.runtime.config import load_settings
+    from weavenn_cli.runtime.db.engine import make_engine, session_factory, session_scope
+
+    settings = load_settings(None, database_url=migrated_sqlite_url, rabbitmq_url=rabbitmq_url)
+    engine = make_engine(migrated_sqlite_url)
+    transport = open_transport(settings, engine)  # a fresh vhost: no queue declared yet
+    with session_scope(session_factory(engine)) as session:
+        for i in range(3):
+            outbox.enqueue(session, vault_event(f"first/{i}.md"))
+    assert Relay(engine, transport.publisher).drain() == 3
+    ready = {q.queue: q.ready for q in transport.status().queues}
+    transport.close()
+    assert ready["mcp_sync"] == 3

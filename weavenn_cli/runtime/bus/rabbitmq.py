@@ -78,6 +78,8 @@ class RabbitMQTransport:
             declare_topology(self._admin_link().channel, self.topology)
 
     def publisher(self) -> ConfirmingPublisher:
+        # Queues first: a message published before its queues exist would be dropped.
+        self.setup()
         return ConfirmingPublisher(self.parameters("relay"), self.topology.exchange)
 
     def consumer(self, queue: str, *, prefetch: int, consumer_name: str) -> RabbitConsumerChannel:
@@ -435,14 +437,7 @@ class ConfirmingPublisher:
         self._channel = channel
         channel.add_on_close_callback(self._on_channel_closed)
         channel.add_on_return_callback(self._on_return)
-        channel.exchange_declare(
-            self._exchange,
-            exchange_type="topic",
-            durable=True,
-            callback=lambda _frame: channel.confirm_delivery(
-                self._on_confirm, callback=lambda _ok: self._ready.set()
-            ),
-        )
+        channel.confirm_delivery(self._on_confirm, callback=lambda _ok: self._ready.set())
 
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
