@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from weavenn_cli.commands._shared import get_settings, stderr, stdout
+
+if TYPE_CHECKING:
+    from weavenn_cli.runtime.bus.relay import Relay
+    from weavenn_cli.runtime.bus.transport import Transport
 
 
 def relay(
@@ -16,15 +22,9 @@ def relay(
     ),
 ) -> None:
     """Publish outbox events with publisher confirms; marks them sent once confirmed."""
-    from datetime import timedelta
-
-    from weavenn_cli.commands.bus import open_bus
-    from weavenn_cli.runtime.bus.relay import Relay
     from weavenn_cli.runtime.signals import stop_on_signals
 
-    engine, transport = open_bus()
-    retention = timedelta(hours=get_settings().outbox_retention_hours)
-    runner = Relay(engine, transport.publisher, window=window, retention=retention)
+    runner, transport = build_relay(window)
     if once:
         with stderr.status(f"publishing the outbox to {transport.describe()}"):
             published = runner.drain()
@@ -39,3 +39,20 @@ def relay(
         f"relay stopped: published {stats.published}, refused {stats.failed}, "
         f"pruned {stats.pruned}, outages {stats.outages}"
     )
+
+
+def build_relay(window: int | None = None) -> tuple[Relay, Transport]:
+    """A relay from the settings: main database, transport, outbox retention."""
+    from datetime import timedelta
+
+    from weavenn_cli.commands.bus import open_bus
+    from weavenn_cli.runtime.bus.relay import DEFAULT_WINDOW, Relay
+
+    engine, transport = open_bus()
+    relay = Relay(
+        engine,
+        transport.publisher,
+        window=window or DEFAULT_WINDOW,
+        retention=timedelta(hours=get_settings().outbox_retention_hours),
+    )
+    return relay, transport

@@ -58,14 +58,9 @@ def watch(
 
 def _start_relay() -> Relay:
     """The outbox relay on a thread of this process, woken after each commit of events."""
-    from datetime import timedelta
+    from weavenn_cli.commands.relay import build_relay
 
-    from weavenn_cli.commands.bus import open_bus
-    from weavenn_cli.runtime.bus.relay import Relay
-
-    engine, transport = open_bus()
-    retention = timedelta(hours=get_settings().outbox_retention_hours)
-    relay = Relay(engine, transport.publisher, retention=retention)
+    relay, transport = build_relay()
     relay.start()
     stderr.print(f"relaying the outbox to {transport.describe()}")
     return relay

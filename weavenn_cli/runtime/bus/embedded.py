@@ -18,13 +18,13 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, exc, func, or_, select, update
+from sqlalchemy import ColumnElement, Engine, and_, delete, exc, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from weavenn_cli.runtime.bus import deadletters
+from weavenn_cli.runtime.bus import deadletters, outbox
 from weavenn_cli.runtime.bus import transport as bus
 from weavenn_cli.runtime.bus.topology import Topology
 from weavenn_cli.runtime.db.engine import (
@@ -35,7 +35,7 @@ from weavenn_cli.runtime.db.engine import (
     session_factory,
     session_scope,
 )
-from weavenn_cli.runtime.db.models import ConsumerPresence, OutboxMessage, QueuedMessage
+from weavenn_cli.runtime.db.models import ConsumerPresence, QueuedMessage
 from weavenn_cli.runtime.db.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -80,16 +80,7 @@ class EmbeddedTransport:
 
     def has_ready(self, queue: str) -> bool:
         """Whether `queue` may have a message to lease, looked up without any lock."""
-        now = utcnow()
-        query = (
-            select(QueuedMessage.id)
-            .where(
-                QueuedMessage.queue == queue,
-                QueuedMessage.available_at <= now,
-                or_(QueuedMessage.lease_owner.is_(None), QueuedMessage.lease_expires_at < now),
-            )
-            .limit(1)
-        )
+        query = select(QueuedMessage.id).where(_available(queue, utcnow())).limit(1)
         try:
             with self._reader.connect() as connection:
                 return connection.execute(query).first() is not None
@@ -135,7 +126,7 @@ class EmbeddedTransport:
                     .group_by(ConsumerPresence.queue)
                 )
             }
-            pending = _outbox_pending(session)
+            pending = outbox.pending_count(session)
         dead = deadletters.DeadLetters(self._engine).counts_by_queue()
         queues = [
             bus.QueueStatus(
@@ -234,11 +225,7 @@ class EmbeddedConsumerChannel:
         now = utcnow()
         query = (
             select(QueuedMessage)
-            .where(
-                QueuedMessage.queue == self._queue,
-                QueuedMessage.available_at <= now,
-                or_(QueuedMessage.lease_owner.is_(None), QueuedMessage.lease_expires_at < now),
-            )
+            .where(_available(self._queue, now))
             .order_by(QueuedMessage.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -391,6 +378,15 @@ class EmbeddedConsumerChannel:
         self._refreshed = time.monotonic()
 
 
+def _available(queue: str, now: datetime) -> ColumnElement[bool]:
+    """Rows of `queue` a consumer may take now: due, and not leased (or the lease ran out)."""
+    return and_(
+        QueuedMessage.queue == queue,
+        QueuedMessage.available_at <= now,
+        or_(QueuedMessage.lease_owner.is_(None), QueuedMessage.lease_expires_at < now),
+    )
+
+
 def _row(queue: str, message: bus.OutgoingMessage) -> QueuedMessage:
     now = utcnow()
     return QueuedMessage(
@@ -404,11 +400,6 @@ def _row(queue: str, message: bus.OutgoingMessage) -> QueuedMessage:
         available_at=now,
         deliveries=0,
     )
-
-
-def _outbox_pending(session: Session) -> int:
-    query = select(func.count()).where(OutboxMessage.published_at.is_(None))
-    return int(session.scalar(query) or 0)
 
 
 def _alive(pid: int) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -70,3 +70,9 @@ def processed_among(session: Session, consumer: str, message_ids: Iterable[str])
         InboxEntry.consumer == consumer, InboxEntry.message_id.in_(ids)
     )
     return set(session.scalars(query))
+
+
+def pending_count(session: Session) -> int:
+    """Events the relay has not published yet."""
+    query = select(func.count()).where(OutboxMessage.published_at.is_(None))
+    return int(session.scalar(query) or 0)

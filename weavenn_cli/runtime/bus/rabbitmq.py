@@ -29,14 +29,13 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic
-from sqlalchemy import Engine, exc, func, select
+from sqlalchemy import Engine, exc
 
-from weavenn_cli.runtime.bus import deadletters
+from weavenn_cli.runtime.bus import deadletters, outbox
 from weavenn_cli.runtime.bus import transport as bus
 from weavenn_cli.runtime.bus.topology import Topology
 from weavenn_cli.runtime.config import mask_url
 from weavenn_cli.runtime.db.engine import connection_error, session_factory, session_scope
-from weavenn_cli.runtime.db.models import OutboxMessage
 from weavenn_cli.runtime.errors import WeavennError
 
 log = logging.getLogger(__name__)
@@ -211,8 +210,7 @@ class RabbitMQTransport:
     def _outbox_pending(self) -> int:
         try:
             with session_scope(session_factory(self._engine)) as session:
-                query = select(func.count()).where(OutboxMessage.published_at.is_(None))
-                return int(session.scalar(query) or 0)
+                return outbox.pending_count(session)
         except exc.OperationalError as error:
             raise connection_error(self._engine.url, error) from None
 
