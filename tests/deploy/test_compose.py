@@ -94,7 +94,7 @@ def test_services_volumes_and_startup_order() -> None:
     assert services["migrate"]["command"] == ["migrate", "db"]
     assert services["migrate"]["restart"] == "no"
     assert services["mcp-server"]["command"] == ["serve", "--host", "0.0.0.0", "--port", "8000"]
-    assert services["file-watcher"]["command"] == ["watch"]
+    assert services["file-watcher"]["command"] == ["watch", "--no-relay"]
     assert services["git-consumer"]["command"] == [
         "consume",
         "git-auto-commit",

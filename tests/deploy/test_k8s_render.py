@@ -118,7 +118,7 @@ EXPECTED_COMMANDS = {
     "task-service": ["serve", "task-service", "--host", "0.0.0.0", "--port", "8003"],
     "file-service": ["serve", "file-service", "--host", "0.0.0.0", "--port", "8001"],
     "git-service": ["serve", "git-service", "--host", "0.0.0.0", "--port", "8002"],
-    "watcher": ["watch"],
+    "watcher": ["watch", "--no-relay"],
     "relay": ["relay"],
     "mcp-sync": ["consume", "mcp-sync", "--metrics-port", "9100"],
     "git-auto-commit": ["consume", "git-auto-commit", "--metrics-port", "9100"],

@@ -79,7 +79,8 @@ HTTP_SERVICES = (
 )
 
 WORKERS = (
-    Component("watcher", "watcher", "file-watcher", ("watch",), "ro", singleton=True),
+    # The relay runs as its own singleton below, so the watcher does not relay too.
+    Component("watcher", "watcher", "file-watcher", ("watch", "--no-relay"), "ro", singleton=True),
     Component("relay", "relay", "relay", ("relay",), "none", singleton=True),
     Component(
         "mcp-sync",
