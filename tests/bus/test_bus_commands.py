@@ -106,3 +106,10 @@ def test_status_with_rabbitmq_down_is_one_line(migrated_sqlite_url: str, run_wea
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: RabbitMQ unreachable")
+
+
+def test_the_data_migration_leaves_the_bus_tables_to_their_own_database() -> None:
+    from weavenn_cli.runtime.migration.tables import application_tables
+
+    moved = {table.name for table in application_tables()}
+    assert not moved & {"bus_messages", "bus_consumers", "dead_letters", "outbox", "inbox"}

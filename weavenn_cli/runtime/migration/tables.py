@@ -26,6 +26,8 @@ OPERATIONAL_TABLES = frozenset(
         "outbox",
         "inbox",
         "dead_letters",
+        "bus_messages",
+        "bus_consumers",
         "runtime_flags",
         "backfill_checkpoints",
         "backfill_rejects",
