@@ -19,6 +19,7 @@ from weavenn_cli.commands import doctor as doctor_commands
 from weavenn_cli.commands import k8s as k8s_commands
 from weavenn_cli.commands import migrate as migrate_commands
 from weavenn_cli.commands import relay as relay_commands
+from weavenn_cli.commands import rollout as rollout_commands
 from weavenn_cli.commands import serve as serve_commands
 from weavenn_cli.commands import vault as vault_commands
 from weavenn_cli.commands import watch as watch_commands
@@ -106,6 +107,8 @@ app.add_typer(bus_commands.app, name="bus")
 app.command("relay")(relay_commands.relay)
 app.command("consume")(consume_commands.consume)
 app.add_typer(dlq_commands.app, name="dlq")
+# A negative PERCENT is a value to refuse clearly, not an unknown option.
+app.command("rollout", context_settings={"ignore_unknown_options": True})(rollout_commands.rollout)
 
 
 def main() -> None:

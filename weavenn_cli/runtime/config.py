@@ -73,6 +73,15 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=100, ge=1)
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
     upstream_timeout_seconds: float = Field(default=30.0, gt=0)
+    monolith_url: str = "http://localhost:8000"
+    # Starting rollout percentages, used while the database holds none (see runtime/rollout).
+    new_task_service_rollout_percentage: int | None = Field(default=None, ge=0, le=100)
+    task_service_rollout_percentage: int | None = Field(default=None, ge=0, le=100)
+    file_service_rollout_percentage: int | None = Field(default=None, ge=0, le=100)
+    git_service_rollout_percentage: int | None = Field(default=None, ge=0, le=100)
+    rollout_shadow_ignore_fields: str = ""
+    rollout_breaker_failures: int = Field(default=5, ge=1)
+    rollout_breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
 
     def api_keys(self) -> list[str]:
         """The accepted API keys: API_KEY holds one key or a comma-separated list."""
@@ -93,6 +102,21 @@ class Settings(BaseSettings):
         if any(delay <= 0 for delay in value):
             raise ValueError("retry delays are seconds greater than 0, e.g. 5,30,120,600")
         return value
+
+    def service_url(self, service: str) -> str:
+        """Where an extracted service runs: TASK_SERVICE_URL, FILE_SERVICE_URL, GIT_SERVICE_URL."""
+        urls = {
+            "task-service": self.task_service_url,
+            "file-service": self.file_service_url,
+            "git-service": self.git_service_url,
+        }
+        return urls[service].rstrip("/")
+
+    def shadow_ignored_fields(self) -> frozenset[str]:
+        """JSON keys shadow comparisons leave out (ROLLOUT_SHADOW_IGNORE_FIELDS, comma list)."""
+        return frozenset(
+            name.strip() for name in self.rollout_shadow_ignore_fields.split(",") if name.strip()
+        )
 
 
 def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:

@@ -1,9 +1,11 @@
 """Build the FastAPI application of one `weavenn serve` process.
 
 `all` is the monolith (every router plus the MVP's `/mcp` endpoints); the extracted services
-carry their own router only; `gateway` proxies to them. Which implementation serves tasks and
-files is decided here, once: the database and the vault on disk (or Obsidian) in their own
-service, the remote HTTP implementations in the monolith when DEPLOYMENT_MODE=kubernetes.
+carry their own router only; `gateway` is the strangler fig's façade in front of the monolith
+and the services. In `all` and `gateway`, the routes of extracted services go to the new or
+the legacy side per user (`rollout.py`). Which implementation serves tasks and files is
+decided here, once: the database and the vault on disk (or Obsidian) in their own service,
+the remote HTTP implementations in the monolith when DEPLOYMENT_MODE=kubernetes.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from starlette.exceptions import HTTPException
 from weavenn_cli import __version__
 from weavenn_cli.runtime.api import gateway
 from weavenn_cli.runtime.api.deps import Services
-from weavenn_cli.runtime.api.metrics import HttpMetrics, MetricsMiddleware
+from weavenn_cli.runtime.api.metrics import HttpMetrics, MetricsMiddleware, RolloutMetrics
 from weavenn_cli.runtime.api.middleware import (
     AuthMiddleware,
     BodyLimitMiddleware,
@@ -31,6 +33,7 @@ from weavenn_cli.runtime.api.middleware import (
     request_id_of,
 )
 from weavenn_cli.runtime.api.ratelimit import RateLimiter
+from weavenn_cli.runtime.api.rollout import RolloutMiddleware, RolloutRouting
 from weavenn_cli.runtime.api.routers import files, git, mcp, tasks
 from weavenn_cli.runtime.api.routers import search as search_routes
 from weavenn_cli.runtime.api.services import ServiceName
@@ -54,6 +57,7 @@ logger = logging.getLogger("weavenn.api")
 SERVES_TASKS = ("all", "task-service")
 SERVES_FILES = ("all", "file-service")
 SERVES_GIT = ("all", "git-service")
+ROUTES_BY_ROLLOUT = ("all", "gateway")
 
 
 def service_label(service: ServiceName, settings: Settings) -> str:
@@ -70,14 +74,31 @@ def create_app(service: ServiceName, settings: Settings) -> FastAPI:
         settings.rate_limit_per_minute, settings.redis_url, settings.redis_key_prefix
     )
     metrics = HttpMetrics(name)
-    proxy = gateway.proxy_client(settings) if service == "gateway" else None
+    proxy = gateway.proxy_client(settings) if service in ROUTES_BY_ROLLOUT else None
+    routing = (
+        RolloutRouting(
+            settings,
+            proxy,
+            RolloutMetrics(metrics.registry),
+            # Only the monolith sits behind a gateway that has decided already.
+            honour_legacy_pin=service == "all",
+        )
+        if proxy is not None
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        services.close()
-        if proxy is not None:
-            await proxy.aclose()
+        try:
+            if routing is None:
+                yield
+            else:
+                async with routing.running():
+                    yield
+        finally:
+            services.close()
+            if proxy is not None:
+                await proxy.aclose()
 
     app = FastAPI(
         title=f"Weave-NN {name}",
@@ -102,10 +123,12 @@ def create_app(service: ServiceName, settings: Settings) -> FastAPI:
         app.include_router(search_routes.router)
     if service == "all":
         app.include_router(mcp.router)
-    if proxy is not None:
-        app.include_router(gateway.gateway_router(gateway.upstreams(settings), proxy))
+    if service == "gateway" and proxy is not None:
+        app.include_router(gateway.monolith_router(gateway.monolith(settings), proxy))
     # Added last = runs first: ids and error answers around everything, then metrics, so
-    # refused requests (413, 401, 429) are counted too.
+    # refused requests (413, 401, 429) are counted too; routing only what got through.
+    if routing is not None:
+        app.add_middleware(RolloutMiddleware, routing=routing)
     app.add_middleware(RateLimitMiddleware, limiter=limiter)
     app.add_middleware(AuthMiddleware, keys=settings.api_keys())
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)

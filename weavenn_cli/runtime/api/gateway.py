@@ -1,13 +1,15 @@
-"""The API gateway: routes by path prefix to the extracted services, as a streaming proxy.
+"""The gateway's proxying: requests go to another process, answers stream back.
 
-Authentication and rate limiting are the app's middlewares; this module only forwards.
-Method, path, query, headers and body reach the service unchanged (hop-by-hop headers
-aside), and the answer streams back as it arrives.
+`weavenn serve gateway` is the strangler fig's façade. The routes of extracted services are
+decided per user by the rollout middleware (`api/rollout.py`): the new side is the service,
+the legacy side the monolith (MONOLITH_URL), where every other path goes too. Method, path,
+query, headers and body reach the other process unchanged (hop-by-hop headers aside), and the
+answer streams back as it arrives. Authentication and rate limiting are the app's middlewares.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -54,9 +56,9 @@ class Upstream:
 
 def upstreams(settings: Settings) -> dict[str, Upstream]:
     """Path prefix -> service, as the design's ingress and gateway route them."""
-    task = Upstream("task-service", settings.task_service_url.rstrip("/"))
-    file = Upstream("file-service", settings.file_service_url.rstrip("/"))
-    git = Upstream("git-service", settings.git_service_url.rstrip("/"))
+    task = Upstream("task-service", settings.service_url("task-service"))
+    file = Upstream("file-service", settings.service_url("file-service"))
+    git = Upstream("git-service", settings.service_url("git-service"))
     return {
         "/tasks": task,
         "/v1/tasks": task,
@@ -75,46 +77,67 @@ def proxy_client(settings: Settings) -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
 
 
-def gateway_router(routes: dict[str, Upstream], client: httpx.AsyncClient) -> APIRouter:
+def monolith(settings: Settings) -> Upstream:
+    return Upstream("monolith", settings.monolith_url.rstrip("/"))
+
+
+# Tells the monolith the gateway already decided: serve it here, do not route it again.
+LEGACY_PIN = ("x-weavenn-route", "legacy")
+
+
+def monolith_router(upstream: Upstream, client: httpx.AsyncClient) -> APIRouter:
+    """Every path the gateway does not answer itself goes to the monolith, as legacy."""
+
+    async def to_monolith(request: Request) -> StreamingResponse:
+        return await forward(request, upstream, client, [LEGACY_PIN])
+
     router = APIRouter()
-    for prefix, upstream in routes.items():
-        proxy = _proxy_to(upstream, client)
-        router.add_api_route(prefix, proxy, methods=METHODS, include_in_schema=False)
-        router.add_api_route(
-            prefix + "/{rest:path}", proxy, methods=METHODS, include_in_schema=False
-        )
+    router.add_api_route("/{rest:path}", to_monolith, methods=METHODS, include_in_schema=False)
     return router
 
 
-def _proxy_to(
-    upstream: Upstream, client: httpx.AsyncClient
-) -> Callable[[Request], Awaitable[StreamingResponse]]:
-    async def proxy(request: Request) -> StreamingResponse:
-        return await forward(request, upstream, client)
-
-    return proxy
-
-
-async def forward(
-    request: Request, upstream: Upstream, client: httpx.AsyncClient
-) -> StreamingResponse:
-    url = _upstream_url(upstream, request)
+def outgoing_request(
+    client: httpx.AsyncClient,
+    request: Request,
+    upstream: Upstream,
+    content: bytes | AsyncIterator[bytes] | None,
+    extra_headers: Sequence[tuple[str, str]] = (),
+) -> httpx.Request:
     headers = [
         (name, value)
         for name, value in request.headers.items()
-        if name not in REQUEST_HEADERS_DROPPED
+        if name not in REQUEST_HEADERS_DROPPED and name != LEGACY_PIN[0]
     ]
     headers += _forwarded_headers(request)
-    has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
-    outgoing = client.build_request(
-        request.method, url, headers=headers, content=request.stream() if has_body else None
+    headers += extra_headers
+    return client.build_request(
+        request.method, _upstream_url(upstream, request), headers=headers, content=content
     )
+
+
+async def forward(
+    request: Request,
+    upstream: Upstream,
+    client: httpx.AsyncClient,
+    extra_headers: Sequence[tuple[str, str]] = (),
+) -> StreamingResponse:
+    """Send the request on as it streams in; transport failures become JSON 502/504."""
+    has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
+    content = request.stream() if has_body else None
+    outgoing = outgoing_request(client, request, upstream, content, extra_headers)
     try:
         answer = await client.send(outgoing, stream=True)
     except httpx.TimeoutException:
         raise UpstreamTimeout(f"{upstream.name} did not answer in time") from None
     except httpx.TransportError as error:
         raise UpstreamUnavailable(f"cannot reach {upstream.name}: {error}") from None
+    return streamed(answer)
+
+
+def streamed(
+    answer: httpx.Response, extra_headers: Sequence[tuple[bytes, bytes]] = ()
+) -> StreamingResponse:
+    """The service's answer as it arrives; the connection is released when it ends."""
     response = StreamingResponse(
         answer.aiter_raw(),
         status_code=answer.status_code,
@@ -125,7 +148,7 @@ async def forward(
         (name, value)
         for name, value in answer.headers.raw
         if name.decode("latin-1").lower() not in ANSWER_HEADERS_DROPPED
-    ]
+    ] + list(extra_headers)
     return response
 
 

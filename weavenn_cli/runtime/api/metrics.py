@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -49,6 +49,49 @@ class HttpMetrics:
         return generate_latest(self.registry)
 
 
+class RolloutMetrics:
+    """Routing of extracted services' routes: per side, fallbacks, shadow comparisons."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "weavenn_rollout_requests",
+            "Requests on an extracted service's routes, by the side that served them",
+            ("service", "side", "outcome"),
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "weavenn_rollout_request_duration_seconds",
+            "Time to answer a request on an extracted service's routes, by side",
+            ("service", "side"),
+            buckets=BUCKETS,
+            registry=registry,
+        )
+        self.fallbacks = Counter(
+            "weavenn_rollout_fallbacks",
+            "Requests the legacy side served because the new side failed",
+            ("service", "reason"),
+            registry=registry,
+        )
+        self.shadow = Counter(
+            "weavenn_rollout_shadow_comparisons",
+            "Shadow comparisons of legacy answers with the new side's (match, mismatch, "
+            "failed, dropped when the queue was full)",
+            ("service", "result"),
+            registry=registry,
+        )
+        self.circuit_open = Gauge(
+            "weavenn_rollout_circuit_open",
+            "1 while the circuit breaker keeps everyone on the legacy side",
+            ("service",),
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+
+    def request(self, service: str, side: str, seconds: float, failed: bool) -> None:
+        self.requests.labels(service, side, "error" if failed else "ok").inc()
+        self.latency.labels(service, side).observe(seconds)
+
+
 class MetricsMiddleware:
     """Times every request; the endpoint label is the route template, never the raw path."""
 
@@ -78,6 +121,7 @@ class MetricsMiddleware:
 
 
 def _endpoint(scope: Scope) -> str:
+    """The route template; requests proxied before routing carry theirs in the state."""
     route = scope.get("route")
-    path = getattr(route, "path", None)
+    path = getattr(route, "path", None) or scope.get("state", {}).get("endpoint")
     return str(path) if path else UNMATCHED

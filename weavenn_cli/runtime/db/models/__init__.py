@@ -15,6 +15,13 @@ from weavenn_cli.runtime.db.models.migration import (
     RuntimeFlag,
     VerifyRun,
 )
+from weavenn_cli.runtime.db.models.rollout import (
+    Rollout,
+    RolloutEvent,
+    RolloutMismatch,
+    RolloutStat,
+    RolloutUser,
+)
 from weavenn_cli.runtime.db.models.tasks import Task
 from weavenn_cli.runtime.db.models.vault import (
     Note,
@@ -41,6 +48,11 @@ __all__ = [
     "OutboxMessage",
     "PublishedFile",
     "QueuedMessage",
+    "Rollout",
+    "RolloutEvent",
+    "RolloutMismatch",
+    "RolloutStat",
+    "RolloutUser",
     "RuntimeFlag",
     "Task",
     "VerifyRun",
