@@ -26,6 +26,9 @@ from tests.support import (
     pg_url_for,
 )
 
+# Real `weavenn serve` processes and module-wide databases, for every area's tests.
+pytest_plugins = ["tests.servers"]
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

@@ -1,4 +1,5 @@
-"""The gateway in front of the extracted services, and the monolith using them remotely."""
+"""The gateway in front of the monolith and the extracted services (every user on the new side
+here; tests/rollout covers the shares), and the monolith using the services remotely."""
 
 from __future__ import annotations
 
@@ -34,13 +35,32 @@ def services(
 
 
 @pytest.fixture(scope="module")
-def gateway(module_server: StartServer, services: dict[str, Server]) -> Server:
+def monolith(module_server: StartServer, module_sqlite_url: str, tmp_path_factory) -> Server:
+    vault = tmp_path_factory.mktemp("monolith-vault")
+    return module_server(
+        "all",
+        {"DATABASE_URL": module_sqlite_url, "VAULT_PATH": str(vault), "API_KEY": "gateway-key"},
+    )
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    module_server: StartServer,
+    services: dict[str, Server],
+    monolith: Server,
+    module_sqlite_url: str,
+) -> Server:
     return module_server(
         "gateway",
         {
+            "DATABASE_URL": module_sqlite_url,
+            "MONOLITH_URL": monolith.url,
             "TASK_SERVICE_URL": services["task"].url,
             "FILE_SERVICE_URL": services["file"].url,
             "GIT_SERVICE_URL": services["git"].url,
+            "TASK_SERVICE_ROLLOUT_PERCENTAGE": "100",
+            "FILE_SERVICE_ROLLOUT_PERCENTAGE": "100",
+            "GIT_SERVICE_ROLLOUT_PERCENTAGE": "100",
             "API_KEY": "gateway-key",
         },
     )
@@ -90,15 +110,31 @@ def test_gateway_checks_the_key_before_forwarding(gateway: Server) -> None:
         assert refused.status_code == 401
         assert anonymous.get("/health").json() == {"status": "ok", "service": "gateway"}
         assert anonymous.get("/ready").status_code == 200
-        assert anonymous.get("/no/route", headers=KEY).status_code == 404
 
 
-def test_unreachable_service_is_a_json_502(server: StartServer) -> None:
-    started = server("gateway", {"GIT_SERVICE_URL": f"http://127.0.0.1:{free_port()}"})
+def test_every_other_path_goes_to_the_monolith(api: httpx.Client) -> None:
+    missing = api.get("/no/route")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["message"] == "no endpoint GET /no/route"
+    created = api.post("/mcp/create_task", json={"title": "via the façade", "project_id": "mvp"})
+    assert created.status_code == 201, created.text
+    assert created.json()["title"] == "via the façade"
+
+
+def test_unreachable_monolith_is_a_json_502(server: StartServer) -> None:
+    started = server(
+        "gateway",
+        {
+            "GIT_SERVICE_URL": f"http://127.0.0.1:{free_port()}",
+            "MONOLITH_URL": f"http://127.0.0.1:{free_port()}",
+        },
+    )
     with started.client() as api:
         answer = api.get("/git/status")
         assert answer.status_code == 502
+        assert answer.headers["x-weavenn-route"] == "legacy"
         assert answer.json()["error"]["code"] == "UPSTREAM_UNAVAILABLE"
+        assert answer.json()["error"]["message"].startswith("cannot reach monolith")
         assert answer.json()["error"]["request_id"] == answer.headers["x-request-id"]
 
 
@@ -131,7 +167,7 @@ def slow_service() -> Iterator[str]:
 
 
 def test_sigterm_drains_requests_in_flight(server: StartServer, slow_service: str) -> None:
-    started = server("gateway", {"TASK_SERVICE_URL": slow_service})
+    started = server("gateway", {"MONOLITH_URL": slow_service})
     with ThreadPoolExecutor(2) as pool, started.client() as api:
         in_flight = [pool.submit(api.get, f"/tasks/{n}") for n in range(2)]
         time.sleep(0.5)  # both requests are now waiting on the slow service

@@ -79,6 +79,20 @@ class RolloutMetrics:
             ("service", "result"),
             registry=registry,
         )
+        self.percentage = Gauge(
+            "weavenn_rollout_percentage",
+            "Share of users this process sends to the new side",
+            ("service",),
+            registry=registry,
+            multiprocess_mode="liveall",
+        )
+        self.shadow_enabled = Gauge(
+            "weavenn_rollout_shadow_enabled",
+            "1 while this process compares legacy answers with the new side's",
+            ("service",),
+            registry=registry,
+            multiprocess_mode="liveall",
+        )
         self.circuit_open = Gauge(
             "weavenn_rollout_circuit_open",
             "1 while the circuit breaker keeps everyone on the legacy side",

@@ -237,12 +237,10 @@ class RolloutRouting:
             for service, state in states.items():
                 old = self.states[service]
                 if (old.percent, old.shadow) != (state.percent, state.shadow):
-                    logger.info(
-                        "%s: %d %% new, shadow %s",
-                        service,
-                        state.percent,
-                        "on" if state.shadow else "off",
-                    )
+                    shadow = "on" if state.shadow else "off"
+                    logger.info("%s: %d %% new, shadow %s", service, state.percent, shadow)
+                self.metrics.percentage.labels(service).set(state.percent)
+                self.metrics.shadow_enabled.labels(service).set(1 if state.shadow else 0)
             self.states = states
 
     async def _flush_stats(self) -> None:
