@@ -37,6 +37,7 @@ def test_help_lists_every_command_group_with_a_purpose() -> None:
         "relay",
         "consume",
         "dlq",
+        "rollout",
     ):
         line = next(line for line in result.output.splitlines() if f" {group} " in line)
         assert len(line.split(group, 1)[1].strip(" │")) > 10, f"{group} has no one-line purpose"
@@ -65,7 +66,7 @@ def test_help_does_not_import_heavy_libraries() -> None:
         "             ['serve', '--help'], ['vault', '--help'], ['watch', '--help'],\n"
         "             ['k8s', '--help'], ['k8s', 'apply', '--help'], ['compose', '--help'],\n"
         "             ['bus', '--help'], ['dlq', '--help'], ['consume', '--help'],\n"
-        "             ['relay', '--help']):\n"
+        "             ['relay', '--help'], ['rollout', '--help']):\n"
         "    assert CliRunner().invoke(app, args).exit_code == 0\n"
         "heavy = ['sqlalchemy', 'alembic', 'pydantic_settings', 'pika', 'fastapi', 'uvicorn',\n"
         "         'kubernetes', 'docker', 'psycopg', 'httpx', 'jinja2', 'starlette',\n"

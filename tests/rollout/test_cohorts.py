@@ -6,6 +6,7 @@ import hashlib
 
 import pytest
 
+from weavenn_cli.runtime.config import load_settings
 from weavenn_cli.runtime.errors import UsageError
 from weavenn_cli.runtime.rollout.breaker import CircuitBreaker
 from weavenn_cli.runtime.rollout.cohorts import bucket, parse_percent, side_of
@@ -153,3 +154,14 @@ def test_p95_is_estimated_within_its_latency_bucket() -> None:
     p95 = quantile_ms(counts.latency)
     assert p95 is not None and 150 < p95 <= 200
     assert quantile_ms(SideCounts().latency) is None
+
+
+def test_ignored_fields_come_from_a_comma_separated_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ROLLOUT_SHADOW_IGNORE_FIELDS", " updated_at, created_at ,,")
+    ignored = load_settings().shadow_ignored_fields()
+    assert ignored == {"updated_at", "created_at"}
+    legacy = (200, b'{"id": 1, "created_at": "a", "items": [{"updated_at": "b"}]}')
+    new = (200, b'{"id": 1, "created_at": "c", "items": [{"updated_at": "d"}]}')
+    assert compare_answers(legacy, new, ignored) == []
