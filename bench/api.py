@@ -46,8 +46,10 @@ uvicorn.run(app, host="127.0.0.1", port={port}, access_log=False, log_level="war
 # -- load generator (runs in its own process) --------------------------------------------
 
 
-def _request_bytes(method: str, path: str, body: bytes | None) -> bytes:
+def _request_bytes(method: str, path: str, body: bytes | None, user: str | None = None) -> bytes:
     head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    if user is not None:
+        head += f"X-User-Id: {user}\r\n"
     if body is not None:
         head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
     return head.encode() + b"\r\n" + (body or b"")
@@ -78,8 +80,13 @@ def _bodies(method: str) -> list[bytes | None]:
     ]
 
 
+def _user(number: int, users: int) -> str | None:
+    """With `users`, requests come from that many users in turn (as X-User-Id)."""
+    return f"bench-user-{number % users}" if users else None
+
+
 async def _closed_loop(
-    port: int, method: str, path: str, concurrency: int, duration: float
+    port: int, method: str, path: str, concurrency: int, duration: float, users: int = 0
 ) -> dict[str, object]:
     bodies = _bodies(method)
     latencies: list[float] = []
@@ -91,7 +98,7 @@ async def _closed_loop(
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         sent = index
         while time.perf_counter() < deadline:
-            request = _request_bytes(method, path, bodies[sent % len(bodies)])
+            request = _request_bytes(method, path, bodies[sent % len(bodies)], _user(sent, users))
             sent += concurrency
             started = time.perf_counter()
             status = await _exchange(reader, writer, request)
@@ -149,6 +156,7 @@ def loadgen_main(spec: dict[str, object]) -> None:
                 str(spec["path"]),
                 int(spec["concurrency"]),  # type: ignore[arg-type]
                 float(spec["duration"]),  # type: ignore[arg-type]
+                int(spec.get("users", 0)),  # type: ignore[call-overload]
             )
         )
     else:

@@ -71,7 +71,7 @@ def test_help_does_not_import_heavy_libraries() -> None:
         "heavy = ['sqlalchemy', 'alembic', 'pydantic_settings', 'pika', 'fastapi', 'uvicorn',\n"
         "         'kubernetes', 'docker', 'psycopg', 'httpx', 'jinja2', 'starlette',\n"
         "         'prometheus_client', 'limits', 'redis', 'yaml', 'frontmatter', 'watchfiles',\n"
-        "         'kubernetes_validate', 'jsonschema']\n"
+        "         'kubernetes_validate', 'jsonschema', 'aiohttp']\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from weavenn_cli import __version__
@@ -36,7 +37,7 @@ class WeavennGroup(TyperGroup):
         except WeavennError as error:
             if state.debug:
                 stderr.print(traceback.format_exc(), markup=False, highlight=False)
-            stderr.print(f"[red]error:[/] {error.message}", soft_wrap=True)
+            stderr.print(f"[red]error:[/] {escape(error.message)}", soft_wrap=True)
             raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:
             stderr.print("interrupted")
@@ -51,7 +52,7 @@ class WeavennGroup(TyperGroup):
             reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
             stderr.print(
                 f"[red]error:[/] unexpected {type(error).__name__}"
-                + (f": {reason}" if reason else "")
+                + (f": {escape(reason)}" if reason else "")
                 + " (run with --debug for the traceback)",
                 markup=True,
                 soft_wrap=True,

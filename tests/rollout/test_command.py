@@ -108,6 +108,14 @@ def test_undo_goes_back_and_is_recorded(rollout: RunWeavenn) -> None:
     assert len(json.loads(rollout("file-service", "--history", "--json").stdout)) == 3
 
 
+def test_brackets_in_free_text_are_shown_as_written(rollout: RunWeavenn) -> None:
+    assert rollout("task-service", "5", "--reason", "[bold]load[/] test [/]").returncode == 0
+    assert "[bold]load[/] test [/]" in rollout("task-service", "--history").stdout
+    refused = rollout("task-service", "[/]")
+    assert refused.returncode == 2
+    assert one_error_line(refused).endswith("not '[/]'")
+
+
 def test_undo_with_nothing_to_undo_fails(rollout: RunWeavenn) -> None:
     result = rollout("git-service", "--undo")
     assert result.returncode == 1
@@ -142,7 +150,7 @@ def test_shadow_switch_and_listing_of_every_service(rollout: RunWeavenn) -> None
     assert rollout("git-service", "--no-shadow").stdout.strip() == "git-service: shadow mode off"
     table = rollout().stdout
     assert "task-service" in table and "git-service" in table
-    assert "never (default)" in table
+    assert "never" in table
 
 
 def test_starting_value_from_the_environment_is_shown_until_stored(rollout: RunWeavenn) -> None:

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 
 from weavenn_cli.commands._shared import (
     get_settings,
@@ -162,14 +163,14 @@ def _show_change(store: RolloutStore, change: Change, as_json: bool) -> None:
     before, after = change.before, change.after
     if change.entry is None:
         shadow = "on" if after.shadow else "off"
-        stdout.print(f"{after.service}: already at {after.percent} %, shadow {shadow}; unchanged")
+        _say(f"{after.service}: already at {after.percent} %, shadow {shadow}; unchanged")
         return
     if before.percent != after.percent:
-        stdout.print(f"{after.service}: {before.percent} % → {after.percent} % on the new side")
+        _say(f"{after.service}: {before.percent} % → {after.percent} % on the new side")
     if before.shadow != after.shadow:
-        stdout.print(f"{after.service}: shadow mode {'on' if after.shadow else 'off'}")
+        _say(f"{after.service}: shadow mode {'on' if after.shadow else 'off'}")
     if move is not None:
-        stdout.print(_move_text(move))
+        _say(_move_text(move))
     stderr.print("every gateway and monolith process follows within 2 seconds")
 
 
@@ -200,10 +201,10 @@ def _show_status(store: RolloutStore, service: str, as_json: bool) -> None:
         return
     state, last = status.state, status.last_change
     source = "" if state.source == "database" else f" (from {state.source}, not stored yet)"
-    stdout.print(f"{service}: {state.percent} % of users on the new side{source}")
-    stdout.print(f"shadow mode: {'on' if state.shadow else 'off'}")
+    _say(f"{service}: {state.percent} % of users on the new side{source}")
+    _say(f"shadow mode: {'on' if state.shadow else 'off'}")
     if last is not None:
-        stdout.print(
+        _say(
             f"last change: {_change_text(last)} by {last.actor} at {_when(last.created_at)}"
             + (f": {last.reason}" if last.reason else "")
         )
@@ -212,7 +213,7 @@ def _show_status(store: RolloutStore, service: str, as_json: bool) -> None:
 
 def _print_traffic(traffic: Traffic) -> None:
     if not traffic.instances:
-        stdout.print("traffic: no process reported requests on these routes in the last 5 min")
+        _say("traffic: no process reported requests on these routes in the last 5 min")
         return
     table = make_table(
         "side",
@@ -233,7 +234,7 @@ def _print_traffic(traffic: Traffic) -> None:
             str(summary.fallbacks) if side == "new" else "",
         )
     stdout.print(table)
-    stdout.print(
+    _say(
         f"shadow: {traffic.shadow_compared} compared, {traffic.shadow_mismatched} mismatched, "
         f"{traffic.shadow_dropped} dropped"
     )
@@ -254,7 +255,7 @@ def _show_all(store: RolloutStore, as_json: bool) -> None:
                 s.state.service,
                 s.state.percent,
                 "on" if s.state.shadow else "off",
-                f"{_when(s.last_change.created_at)} by {s.last_change.actor}"
+                f"{_when(s.last_change.created_at)} by {escape(s.last_change.actor)}"
                 if s.last_change
                 else f"never ({s.state.source})",
                 s.traffic.new.requests,
@@ -299,7 +300,10 @@ def _show_history(entries: list[HistoryEntry], as_json: bool) -> None:
         return
     print_rows(
         ("#", "when", "change", "actor", "reason"),
-        ((e.id, _when(e.created_at), _change_text(e), e.actor, e.reason or "") for e in entries),
+        (
+            (e.id, _when(e.created_at), _change_text(e), escape(e.actor), escape(e.reason or ""))
+            for e in entries
+        ),
     )
 
 
@@ -323,7 +327,7 @@ def _show_who(store: RolloutStore, service: str, user_id: str, as_json: bool) ->
         print_json(_plain(placed))
         return
     relation = "<" if placed.side == "new" else "≥"
-    stdout.print(
+    _say(
         f"{user_id!r} is on the {placed.side} side of {service}: bucket {placed.bucket} "
         f"{relation} {threshold(placed.percent)} ({placed.percent} %)"
     )
@@ -335,7 +339,7 @@ def _show_mismatches(store: RolloutStore, service: str, limit: int, as_json: boo
         print_json([_plain(sample) for sample in samples])
         return
     if not samples:
-        stdout.print(f"{service}: no shadow mismatch recorded")
+        _say(f"{service}: no shadow mismatch recorded")
         return
     print_rows(
         ("#", "when", "request", "legacy", "new", "differences"),
@@ -343,10 +347,10 @@ def _show_mismatches(store: RolloutStore, service: str, limit: int, as_json: boo
             (
                 m.id,
                 _when(m.created_at),
-                f"{m.method} {m.target}",
+                escape(f"{m.method} {m.target}"),
                 m.legacy_status,
                 m.new_status if m.new_status is not None else "no answer",
-                "; ".join(m.differences),
+                escape("; ".join(m.differences)),
             )
             for m in samples
         ),
@@ -400,7 +404,7 @@ def _run_plan(
     if as_json:
         print_json({"service": service, "completed": True, "steps": plan})
         return
-    stdout.print(f"{service}: ramp complete at {plan[-1]} % ({len(changes)} steps)")
+    _say(f"{service}: ramp complete at {plan[-1]} % ({len(changes)} steps)")
 
 
 @contextmanager
@@ -431,6 +435,12 @@ def _ramp_progress() -> Iterator[Any]:
 
 
 # -- formatting ---------------------------------------------------------------------------
+
+
+def _say(text: str) -> None:
+    """One line of data: no markup (reasons and user ids are free text), wrapped by the
+    terminal rather than cut into lines."""
+    stdout.print(text, soft_wrap=True, markup=False, highlight=False)
 
 
 def _when(moment: datetime) -> str:

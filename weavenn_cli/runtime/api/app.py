@@ -74,7 +74,7 @@ def create_app(service: ServiceName, settings: Settings) -> FastAPI:
         settings.rate_limit_per_minute, settings.redis_url, settings.redis_key_prefix
     )
     metrics = HttpMetrics(name)
-    proxy = gateway.proxy_client(settings) if service in ROUTES_BY_ROLLOUT else None
+    proxy = gateway.Proxy(settings) if service in ROUTES_BY_ROLLOUT else None
     routing = (
         RolloutRouting(
             settings,
@@ -90,15 +90,13 @@ def create_app(service: ServiceName, settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         try:
-            if routing is None:
+            if proxy is None or routing is None:
                 yield
             else:
-                async with routing.running():
+                async with proxy.running(), routing.running():
                     yield
         finally:
             services.close()
-            if proxy is not None:
-                await proxy.aclose()
 
     app = FastAPI(
         title=f"Weave-NN {name}",

@@ -10,12 +10,15 @@ answer streams back as it arrives. Authentication and rate limiting are the app'
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 from fastapi import APIRouter, Request
+from multidict import CIMultiDict
 from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse
+from yarl import URL
 
 from weavenn_cli.runtime.api.middleware import request_id_of
 from weavenn_cli.runtime.config import Settings
@@ -46,12 +49,27 @@ REQUEST_HEADERS_DROPPED = HOP_BY_HOP | {
 }
 # uvicorn adds its own.
 ANSWER_HEADERS_DROPPED = HOP_BY_HOP | {"date", "server"}
+# Headers aiohttp would add when the client sent none: the request goes on as it came.
+AUTO_HEADERS_SKIPPED = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+CONNECT_TIMEOUT_SECONDS = 5.0
+MAX_CONNECTIONS = 200
+# Tells the monolith the gateway already decided: serve it here, do not route it again.
+LEGACY_PIN = ("x-weavenn-route", "legacy")
 
 
 @dataclass(frozen=True)
 class Upstream:
     name: str
     base_url: str
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A request as the gateway sends it on."""
+
+    method: str
+    url: URL
+    headers: list[tuple[str, str]]
 
 
 def upstreams(settings: Settings) -> dict[str, Upstream]:
@@ -71,25 +89,65 @@ def upstreams(settings: Settings) -> dict[str, Upstream]:
     }
 
 
-def proxy_client(settings: Settings) -> httpx.AsyncClient:
-    timeout = httpx.Timeout(settings.upstream_timeout_seconds, connect=5.0)
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-    return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
-
-
 def monolith(settings: Settings) -> Upstream:
     return Upstream("monolith", settings.monolith_url.rstrip("/"))
 
 
-# Tells the monolith the gateway already decided: serve it here, do not route it again.
-LEGACY_PIN = ("x-weavenn-route", "legacy")
+class Proxy:
+    """The HTTP client of a process that proxies: one keep-alive pool for every upstream.
+
+    aiohttp rather than httpx here: per proxied request it costs a fraction of the CPU
+    (bench/gateway.py), and on a gateway that is most of the work. Timeouts: 5 s to connect,
+    UPSTREAM_TIMEOUT_SECONDS between bytes of the answer.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=CONNECT_TIMEOUT_SECONDS,
+            sock_read=settings.upstream_timeout_seconds,
+        )
+        self._session: aiohttp.ClientSession | None = None
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The session lives in the server's event loop, from startup to shutdown."""
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
+            timeout=self.timeout,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=AUTO_HEADERS_SKIPPED,
+        )
+        try:
+            yield
+        finally:
+            await self._session.close()
+
+    async def send(
+        self,
+        outgoing: Outgoing,
+        body: bytes | AsyncIterator[bytes] | None = None,
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> aiohttp.ClientResponse:
+        """The answer, headers read and body still to stream; aiohttp errors as raised."""
+        if self._session is None:
+            raise RuntimeError("the proxy is used before the server started")
+        return await self._session.request(
+            outgoing.method,
+            outgoing.url,
+            headers=CIMultiDict(outgoing.headers),
+            data=body,
+            allow_redirects=False,
+            timeout=timeout or self.timeout,
+        )
 
 
-def monolith_router(upstream: Upstream, client: httpx.AsyncClient) -> APIRouter:
+def monolith_router(upstream: Upstream, proxy: Proxy) -> APIRouter:
     """Every path the gateway does not answer itself goes to the monolith, as legacy."""
 
     async def to_monolith(request: Request) -> StreamingResponse:
-        return await forward(request, upstream, client, [LEGACY_PIN])
+        return await forward(request, upstream, proxy, [LEGACY_PIN])
 
     router = APIRouter()
     router.add_api_route("/{rest:path}", to_monolith, methods=METHODS, include_in_schema=False)
@@ -97,12 +155,8 @@ def monolith_router(upstream: Upstream, client: httpx.AsyncClient) -> APIRouter:
 
 
 def outgoing_request(
-    client: httpx.AsyncClient,
-    request: Request,
-    upstream: Upstream,
-    content: bytes | AsyncIterator[bytes] | None,
-    extra_headers: Sequence[tuple[str, str]] = (),
-) -> httpx.Request:
+    request: Request, upstream: Upstream, extra_headers: Sequence[tuple[str, str]] = ()
+) -> Outgoing:
     headers = [
         (name, value)
         for name, value in request.headers.items()
@@ -110,56 +164,54 @@ def outgoing_request(
     ]
     headers += _forwarded_headers(request)
     headers += extra_headers
-    return client.build_request(
-        request.method, _upstream_url(upstream, request), headers=headers, content=content
-    )
+    return Outgoing(request.method, _upstream_url(upstream, request), headers)
 
 
 async def forward(
     request: Request,
     upstream: Upstream,
-    client: httpx.AsyncClient,
+    proxy: Proxy,
     extra_headers: Sequence[tuple[str, str]] = (),
 ) -> StreamingResponse:
     """Send the request on as it streams in; transport failures become JSON 502/504."""
     has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
-    content = request.stream() if has_body else None
-    outgoing = outgoing_request(client, request, upstream, content, extra_headers)
+    outgoing = outgoing_request(request, upstream, extra_headers)
     try:
-        answer = await client.send(outgoing, stream=True)
-    except httpx.TimeoutException:
+        answer = await proxy.send(outgoing, request.stream() if has_body else None)
+    except aiohttp.ServerTimeoutError:
         raise UpstreamTimeout(f"{upstream.name} did not answer in time") from None
-    except httpx.TransportError as error:
+    except aiohttp.ClientError as error:
         raise UpstreamUnavailable(f"cannot reach {upstream.name}: {error}") from None
     return streamed(answer)
 
 
 def streamed(
-    answer: httpx.Response, extra_headers: Sequence[tuple[bytes, bytes]] = ()
+    answer: aiohttp.ClientResponse, extra_headers: Sequence[tuple[bytes, bytes]] = ()
 ) -> StreamingResponse:
     """The service's answer as it arrives; the connection is released when it ends."""
+
+    async def release() -> None:
+        answer.release()
+
     response = StreamingResponse(
-        answer.aiter_raw(),
-        status_code=answer.status_code,
-        background=BackgroundTask(answer.aclose),
+        answer.content.iter_any(), status_code=answer.status, background=BackgroundTask(release)
     )
     # Raw pairs keep repeated headers (Set-Cookie) as the service sent them.
     response.raw_headers = [
         (name, value)
-        for name, value in answer.headers.raw
+        for name, value in answer.raw_headers
         if name.decode("latin-1").lower() not in ANSWER_HEADERS_DROPPED
     ] + list(extra_headers)
     return response
 
 
-def _upstream_url(upstream: Upstream, request: Request) -> httpx.URL:
+def _upstream_url(upstream: Upstream, request: Request) -> URL:
     """The service's URL with the path exactly as the client sent it, still percent-encoded:
     decoding here would turn `%2e%2e/` into `../` before the service can refuse it."""
-    base = httpx.URL(upstream.base_url)
     raw_path = request.scope.get("raw_path") or request.url.path.encode()
     query = request.scope.get("query_string", b"")
-    target = base.raw_path.rstrip(b"/") + raw_path + (b"?" + query if query else b"")
-    return base.copy_with(raw_path=target)
+    target = raw_path + (b"?" + query if query else b"")
+    return URL(upstream.base_url + target.decode("latin-1"), encoded=True)
 
 
 def _forwarded_headers(request: Request) -> list[tuple[str, str]]:

@@ -33,7 +33,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
 
-import httpx
+import aiohttp
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -69,7 +69,7 @@ STATS_KEPT = timedelta(days=7)
 USERS_KEPT = timedelta(days=30)
 SHADOW_QUEUE_SIZE = 256
 SHADOW_WORKERS = 4
-SHADOW_TIMEOUT_SECONDS = 10.0
+SHADOW_TIMEOUT = aiohttp.ClientTimeout(total=10.0)
 SHADOW_CAPTURE_BYTES = 1024 * 1024
 MISMATCH_SAMPLE_SECONDS = 1.0
 MAX_USER_ID_LENGTH = 256
@@ -89,7 +89,7 @@ class Attempt:
     """What sending a request to the new side gave: an answer, or a failure and whether the
     request may have reached the service (then it must not be replayed unless safe)."""
 
-    answer: httpx.Response | None
+    answer: aiohttp.ClientResponse | None
     reason: str
     reached: bool
     problem: Problem | None
@@ -98,7 +98,7 @@ class Attempt:
 @dataclass(frozen=True)
 class ShadowJob:
     service: str
-    request: httpx.Request
+    request: gateway.Outgoing
     target: str
     legacy_status: int
     legacy_body: bytes
@@ -123,12 +123,12 @@ class RolloutRouting:
     def __init__(
         self,
         settings: Settings,
-        client: httpx.AsyncClient,
+        proxy: gateway.Proxy,
         metrics: RolloutMetrics,
         *,
         honour_legacy_pin: bool,
     ) -> None:
-        self.client = client
+        self.proxy = proxy
         self.metrics = metrics
         self.honour_legacy_pin = honour_legacy_pin
         self.routes = sorted(
@@ -279,15 +279,17 @@ class RolloutRouting:
 
     async def _compare(self, job: ShadowJob) -> None:
         try:
-            answer = await self.client.send(job.request)
-        except httpx.HTTPError as error:
+            answer = await self.proxy.send(job.request, timeout=SHADOW_TIMEOUT)
+            async with answer:
+                answered = (answer.status, await answer.read())
+        except (aiohttp.ClientError, TimeoutError) as error:
             new: tuple[int | None, bytes] = (None, f"{type(error).__name__}: {error}".encode())
             differences = ["new side did not answer"]
             result: ShadowResult = "failed"
         else:
-            new = (answer.status_code, answer.content)
+            new = answered
             legacy = (job.legacy_status, job.legacy_body)
-            differences = compare_answers(legacy, (answer.status_code, new[1]), self.ignored_fields)
+            differences = compare_answers(legacy, answered, self.ignored_fields)
             result = "mismatch" if differences else "match"
         self._shadow_counted(job.service, result)
         if differences and self._sample_due(job.service):
@@ -352,7 +354,7 @@ class RolloutMiddleware:
         self.routing.observe(target.service, "new", started, failed=True)
         if not attempt.reached or scope["method"] in SAFE_METHODS:
             if attempt.answer is not None:
-                await attempt.answer.aclose()
+                attempt.answer.release()
             self.routing.fell_back(target.service, attempt.reason)
             replay = _replaying(body, receive)
             await self._legacy_side(
@@ -367,28 +369,27 @@ class RolloutMiddleware:
             await send_problem(send, attempt.problem, request_id_of(scope), headers)
 
     async def _send_to_service(self, target: Target, scope: Scope, body: bytes) -> Attempt:
-        client = self.routing.client
-        outgoing = gateway.outgoing_request(client, Request(scope), target.upstream, body)
+        outgoing = gateway.outgoing_request(Request(scope), target.upstream)
         name = target.service
         try:
-            answer = await client.send(outgoing, stream=True)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
+            answer = await self.routing.proxy.send(outgoing, body)
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:
             return Attempt(
                 None, "connect", False, UpstreamUnavailable(f"cannot reach {name}: {error}")
             )
-        except httpx.TimeoutException:
+        except aiohttp.ServerTimeoutError:
             return Attempt(None, "timeout", True, UpstreamTimeout(f"{name} did not answer in time"))
-        except httpx.TransportError as error:
+        except aiohttp.ClientError as error:
             return Attempt(None, "transport", True, UpstreamUnavailable(f"{name} failed: {error}"))
-        if answer.status_code >= 500:
-            failure = UpstreamFailed(f"{name} answered HTTP {answer.status_code}")
-            return Attempt(answer, f"http-{answer.status_code}", True, failure)
+        if answer.status >= 500:
+            failure = UpstreamFailed(f"{name} answered HTTP {answer.status}")
+            return Attempt(answer, f"http-{answer.status}", True, failure)
         return Attempt(answer, "", True, None)
 
     async def _stream_back(
         self,
         target: Target,
-        answer: httpx.Response,
+        answer: aiohttp.ClientResponse,
         scope: Scope,
         receive: Receive,
         send: Send,
@@ -437,15 +438,8 @@ class RolloutMiddleware:
             self.routing.submit_shadow(self._shadow_job(target, scope, status, bytes(captured)))
 
     def _shadow_job(self, target: Target, scope: Scope, status: int, body: bytes) -> ShadowJob:
-        request = Request(scope)
-        outgoing = gateway.outgoing_request(
-            self.routing.client,
-            request,
-            target.upstream,
-            None,
-            [("x-weavenn-shadow", "1")],
-        )
-        outgoing.extensions["timeout"] = httpx.Timeout(SHADOW_TIMEOUT_SECONDS).as_dict()
+        shadow_header = [("x-weavenn-shadow", "1")]
+        outgoing = gateway.outgoing_request(Request(scope), target.upstream, shadow_header)
         query = scope.get("query_string", b"").decode("latin-1")
         shown = scope["path"] + (f"?{query}" if query else "")
         return ShadowJob(target.service, outgoing, shown, status, body)
