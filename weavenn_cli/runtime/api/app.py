@@ -74,26 +74,25 @@ def create_app(service: ServiceName, settings: Settings) -> FastAPI:
         settings.rate_limit_per_minute, settings.redis_url, settings.redis_key_prefix
     )
     metrics = HttpMetrics(name)
-    proxy = gateway.Proxy(settings) if service in ROUTES_BY_ROLLOUT else None
     routing = (
         RolloutRouting(
             settings,
-            proxy,
+            gateway.Proxy(settings),
             RolloutMetrics(metrics.registry),
             # Only the monolith sits behind a gateway that has decided already.
             honour_legacy_pin=service == "all",
         )
-        if proxy is not None
+        if service in ROUTES_BY_ROLLOUT
         else None
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         try:
-            if proxy is None or routing is None:
+            if routing is None:
                 yield
             else:
-                async with proxy.running(), routing.running():
+                async with routing.proxy.running(), routing.running():
                     yield
         finally:
             services.close()
@@ -121,8 +120,8 @@ def create_app(service: ServiceName, settings: Settings) -> FastAPI:
         app.include_router(search_routes.router)
     if service == "all":
         app.include_router(mcp.router)
-    if service == "gateway" and proxy is not None:
-        app.include_router(gateway.monolith_router(gateway.monolith(settings), proxy))
+    if service == "gateway" and routing is not None:
+        app.include_router(gateway.monolith_router(gateway.monolith(settings), routing.proxy))
     # Added last = runs first: ids and error answers around everything, then metrics, so
     # refused requests (413, 401, 429) are counted too; routing only what got through.
     if routing is not None:

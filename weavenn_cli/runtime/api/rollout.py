@@ -131,9 +131,7 @@ class RolloutRouting:
         self.proxy = proxy
         self.metrics = metrics
         self.honour_legacy_pin = honour_legacy_pin
-        self.routes = sorted(
-            gateway.upstreams(settings).items(), key=lambda item: len(item[0]), reverse=True
-        )
+        self.routes = list(gateway.upstreams(settings).items())
         self.store = RolloutStore.open(settings.database_url, settings, pool_size=2)
         self.states = {service: starting_state(settings, service) for service in SERVICES}
         self.breakers = {
