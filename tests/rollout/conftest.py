@@ -113,7 +113,7 @@ def users_near(service: str, percent: int) -> tuple[str | None, str | None]:
     return inside, outside
 
 
-def wait_for_percent(api: httpx.Client, percent: int, timeout: float = 10) -> None:
+def wait_for_percent(api: httpx.Client, percent: int, timeout: float = 30) -> None:
     """Until the gateway routes the users next to the threshold as `percent` says."""
     inside, outside = users_near("task-service", percent)
     wait_until(

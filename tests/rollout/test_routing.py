@@ -130,7 +130,7 @@ def test_shadow_mismatch_is_recorded_only_when_the_sides_disagree(
     rollout("task-service", "--shadow", "--reason", "compare before moving anyone")
     wait_until(
         lambda: metric(gateway, "weavenn_rollout_shadow_enabled", service="task-service") == 1,
-        10,
+        30,
         "the gateway never turned shadow mode on",
     )
     try:
@@ -142,7 +142,7 @@ def test_shadow_mismatch_is_recorded_only_when_the_sides_disagree(
                 metric(gateway, "weavenn_rollout_shadow_comparisons_total", result="match")
                 == matches + 1
             ),
-            10,
+            30,
             "the agreeing answers were never compared",
         )
         disagreed = gateway_api.get(f"/v2/tasks/{only_legacy['id']}", headers=user)
@@ -152,7 +152,7 @@ def test_shadow_mismatch_is_recorded_only_when_the_sides_disagree(
                 metric(gateway, "weavenn_rollout_shadow_comparisons_total", result="mismatch")
                 == mismatches + 1
             ),
-            10,
+            30,
             "the disagreement was never counted",
         )
     finally:
@@ -178,7 +178,7 @@ def test_rollout_shows_what_the_processes_counted(
         status = json.loads(rollout("task-service", "--json").stdout)
         return int(status["traffic"]["new"]["requests"])
 
-    wait_until(lambda: new_requests() >= 5, 15, "no counts reached the database")
+    wait_until(lambda: new_requests() >= 5, 30, "no counts reached the database")
     status = json.loads(rollout("task-service", "--json").stdout)
     assert status["percent"] == 100 and status["source"] == "database"
     assert status["traffic"]["processes"] >= 1
