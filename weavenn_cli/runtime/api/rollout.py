@@ -304,9 +304,8 @@ class RolloutRouting:
     def _sample_due(self, service: str) -> bool:
         """At most one stored sample per service a second: counts tell the rate."""
         now = time.monotonic()
-        if now - self._last_sample.get(service, -MISMATCH_SAMPLE_SECONDS) < (
-            MISMATCH_SAMPLE_SECONDS
-        ):
+        last = self._last_sample.get(service)
+        if last is not None and now - last < MISMATCH_SAMPLE_SECONDS:
             return False
         self._last_sample[service] = now
         return True
