@@ -31,11 +31,11 @@ if TYPE_CHECKING:
 def rollout(
     service: str | None = typer.Argument(
         None,
-        metavar="[SERVICE]",
+        metavar="SERVICE",
         help="task-service, file-service or git-service (none: every service).",
     ),
     percent: str | None = typer.Argument(
-        None, metavar="[PERCENT]", help="Share of users the new service serves, 0-100."
+        None, metavar="PERCENT", help="Share of users the new service serves, 0-100."
     ),
     reason: str | None = typer.Option(None, "--reason", metavar="TEXT", help="Why (recorded)."),
     actor: str | None = typer.Option(
@@ -64,7 +64,9 @@ def rollout(
     max_p95_ms: float = typer.Option(
         200.0, "--max-p95-ms", min=0, metavar="MS", help="Abort above this p95 latency."
     ),
-    limit: int = typer.Option(20, "--limit", min=1, help="Entries of --history, --mismatches."),
+    limit: int = typer.Option(
+        20, "--limit", min=1, metavar="N", help="Entries of --history, --mismatches."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     database_url: str | None = typer.Option(
         None, "--database-url", metavar="URL", help="Database (default: DATABASE_URL)."
