@@ -176,8 +176,14 @@ def _environment(
         ("git-service", "GIT_SERVICE_URL"),
     ):
         if name in names:
-            environment[variable] = f"http://{by_name(name).compose_name}:{by_name(name).http_port}"
+            environment[variable] = _url(name)
+    if "gateway" in names:  # where it sends the legacy side
+        environment["MONOLITH_URL"] = _url("monolith")
     return environment
+
+
+def _url(name: str) -> str:
+    return f"http://{by_name(name).compose_name}:{by_name(name).http_port}"
 
 
 def _healthcheck(component: Component) -> list[str]:

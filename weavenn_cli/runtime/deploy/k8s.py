@@ -259,6 +259,7 @@ def app_config(values: Values) -> dict[str, str]:
         "TASK_SERVICE_URL": _service_url("task-service"),
         "FILE_SERVICE_URL": _service_url("file-service"),
         "GIT_SERVICE_URL": _service_url("git-service"),
+        "MONOLITH_URL": _service_url("monolith"),
     }
     if values.redis.enabled:
         config["REDIS_URL"] = "redis://redis:6379/0"
