@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tests.api.conftest import start_server
 from tests.migration.conftest import TcpProxy, pg_query
+from tests.servers import start_server
 from weavenn_cli.runtime.migration import verify
 from weavenn_cli.runtime.migration.tables import resolve_tables
 

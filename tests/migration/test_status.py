@@ -31,6 +31,7 @@ def test_walks_the_timeline_from_start_to_retiring_sqlite(
         "dual-write": "todo",
         **{f"backfill {table.name}": "todo" for table in application_tables()},
         "verify": "todo",
+        "task-service rollout": "info",
     }
     assert start["next_step"] == "weavenn migrate dual-write on"
 

@@ -169,3 +169,30 @@ def test_a_database_without_rollout_tables_is_one_clear_error(
     result = run_weavenn("rollout", "task-service", "10", env={"DATABASE_URL": sqlite_url})
     assert result.returncode == 1
     assert one_error_line(result).endswith("has no rollout tables: run `weavenn migrate db`")
+
+
+def test_migrate_status_shows_the_task_service_percentage(
+    rollout: RunWeavenn, migrated_sqlite_url: str
+) -> None:
+    rollout("task-service", "25")
+    env = {"DATABASE_URL": migrated_sqlite_url}
+    result = CliRunner().invoke(app, ["migrate", "status", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    checks = {c["item"]: c for c in json.loads(result.stdout)["checks"]}
+    assert checks["task-service rollout"] == {
+        "item": "task-service rollout",
+        "state": "info",
+        "detail": "25 % of users on the task service",
+    }
+
+
+def test_require_verified_stops_the_ramp_after_its_first_step(rollout: RunWeavenn) -> None:
+    result = rollout(
+        "task-service", "--plan", "5,10", "--step-interval", "1s", "--require-verified"
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: task-service: stays at 5 %, not going further: `weavenn migrate verify` has "
+        "never run (--require-verified)"
+    )
+    assert json.loads(rollout("task-service", "--json").stdout)["percent"] == 5

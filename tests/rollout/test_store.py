@@ -7,8 +7,11 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from sqlalchemy.orm import Session
 
 from weavenn_cli.runtime.config import load_settings
+from weavenn_cli.runtime.db.engine import make_engine
+from weavenn_cli.runtime.db.models import VerifyRun
 from weavenn_cli.runtime.db.types import utcnow
 from weavenn_cli.runtime.errors import DatabaseError, WeavennError
 from weavenn_cli.runtime.rollout import ramp
@@ -211,3 +214,48 @@ def test_a_database_without_the_tables_says_what_to_do(sqlite_url: str) -> None:
             store.states()
     finally:
         store.close()
+
+
+def record_verify(url: str, identical: bool, differences: int = 0) -> None:
+    engine = make_engine(url)
+    now = utcnow()
+    try:
+        with Session(engine) as session, session.begin():
+            session.add(
+                VerifyRun(
+                    source="sqlite:///old.db",
+                    target=url,
+                    tables=["tasks"],
+                    identical=identical,
+                    differences=differences,
+                    repaired=0,
+                    report={},
+                    started_at=now,
+                    finished_at=now,
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+def test_a_ramp_requiring_verification_waits_at_its_first_step(
+    store: RolloutStore, any_migrated_url: str
+) -> None:
+    limits = ramp.Limits(max_error_rate=1, max_p95_ms=200)
+    gate = ramp.verified_gate(any_migrated_url)
+
+    def run() -> None:
+        ramp.run_ramp(
+            store, "task-service", [10, 20], 1.0, limits, lambda: None,
+            actor="ramp", past_first_step=gate,
+        )  # fmt: skip
+
+    with pytest.raises(WeavennError, match=r"stays at 10 %.*verify` has never run"):
+        run()
+    assert store.state("task-service").percent == 10
+    record_verify(any_migrated_url, identical=False, differences=3)
+    with pytest.raises(WeavennError, match="found 3 differences"):
+        run()
+    record_verify(any_migrated_url, identical=True)
+    run()
+    assert store.state("task-service").percent == 20

@@ -64,6 +64,11 @@ def rollout(
     max_p95_ms: float = typer.Option(
         200.0, "--max-p95-ms", min=0, metavar="MS", help="Abort above this p95 latency."
     ),
+    require_verified: bool = typer.Option(
+        False,
+        "--require-verified",
+        help="Past the first step only if the last `migrate verify` found the databases identical.",
+    ),
     limit: int = typer.Option(
         20, "--limit", min=1, metavar="N", help="Entries of --history, --mismatches."
     ),
@@ -84,16 +89,17 @@ def rollout(
         mismatches=mismatches,
         plan=plan is not None,
     )
+    url = database_url or get_settings().database_url
     if service is None:
         if action:
             raise UsageError(f"{action} needs a SERVICE, e.g. `weavenn rollout task-service`")
-        with _store(database_url) as store:
+        with _store(url) as store:
             _show_all(store, as_json)
         return
     check_service(service)
     wanted = parse_percent(percent) if percent is not None else None
     by = actor or _os_user()
-    with _store(database_url) as store:
+    with _store(url) as store:
         if wanted is not None:
             _show_change(
                 store, store.set_percent(service, wanted, actor=by, reason=reason), as_json
@@ -111,7 +117,8 @@ def rollout(
             _show_mismatches(store, service, limit, as_json)
         elif plan is not None:
             limits = (max_error_rate, max_p95_ms)
-            _run_plan(store, service, plan, step_interval, limits, by, reason, as_json)
+            ramp = Ramp(plan, step_interval, limits, url if require_verified else None)
+            _run_plan(store, service, ramp, by, reason, as_json)
         else:
             _show_status(store, service, as_json)
 
@@ -132,11 +139,10 @@ def _os_user() -> str:
 
 
 @contextmanager
-def _store(database_url: str | None) -> Iterator[RolloutStore]:
+def _store(url: str) -> Iterator[RolloutStore]:
     from weavenn_cli.runtime.rollout.store import RolloutStore
 
-    settings = get_settings()
-    store = RolloutStore.open(database_url or settings.database_url, settings)
+    store = RolloutStore.open(url, get_settings())
     try:
         yield store
     finally:
@@ -363,26 +369,32 @@ def _show_mismatches(store: RolloutStore, service: str, limit: int, as_json: boo
 # -- guarded ramp -------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class Ramp:
+    """The options of a guarded ramp, as given."""
+
+    plan: str
+    step_interval: str
+    limits: tuple[float, float]
+    verified_in: str | None  # --require-verified: the database whose verify runs count
+
+
 def _run_plan(
-    store: RolloutStore,
-    service: str,
-    plan_text: str,
-    interval_text: str,
-    limits: tuple[float, float],
-    actor: str,
-    reason: str | None,
-    as_json: bool,
+    store: RolloutStore, service: str, given: Ramp, actor: str, reason: str | None, as_json: bool
 ) -> None:
     from weavenn_cli.runtime.rollout import ramp
 
-    interval = ramp.parse_duration(interval_text)
-    plan = ramp.parse_plan(plan_text, store.state(service).percent)
+    interval = ramp.parse_duration(given.step_interval)
+    plan = ramp.parse_plan(given.plan, store.state(service).percent)
     url = get_settings().service_url(service)
+    limits = given.limits
     stderr.print(
-        f"{service}: ramp {' → '.join(f'{p} %' for p in plan)}, {interval_text} per step, "
+        f"{service}: ramp {' → '.join(f'{p} %' for p in plan)}, {given.step_interval} per step, "
         f"abort above {limits[0]:g} % errors or p95 {limits[1]:g} ms, or when {url}/ready "
-        f"fails {ramp.HEALTH_FAILURES} times"
+        f"fails {ramp.HEALTH_FAILURES} times",
+        markup=False,
     )
+    gate = ramp.verified_gate(given.verified_in) if given.verified_in else None
     try:
         with _ramp_progress() as on_tick:
             changes = ramp.run_ramp(
@@ -395,6 +407,7 @@ def _run_plan(
                 actor=actor,
                 reason=reason,
                 on_tick=on_tick,
+                past_first_step=gate,
             )
     except KeyboardInterrupt:
         now = store.state(service).percent

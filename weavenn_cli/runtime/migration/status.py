@@ -3,6 +3,7 @@
 1. schema at head on both databases, 2. dual-write on, 3. backfill of every application
 table, 4. verify identical, 5. dual-write off, reads from PostgreSQL only, 6. retire SQLite.
 Each item is read from the databases themselves; the first one not done is the next step.
+The task service's rollout percentage is shown alongside, for information.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from weavenn_cli.runtime.errors import WeavennError
 from weavenn_cli.runtime.migration import backfill, dual_write, verify
 from weavenn_cli.runtime.migration.access import missing_sqlite_file
 from weavenn_cli.runtime.migration.tables import application_tables
+from weavenn_cli.runtime.rollout.store import RolloutStore
 
 State = Literal["ok", "todo", "fail", "info"]
 
@@ -64,6 +66,7 @@ def migration_status(settings: Settings) -> MigrationStatus:
             f"{'on' if switch.enabled else 'off'}, {switch.pending_failures} pending failures",
         ),
     )
+    status.checks.append(_rollout_check(settings, primary))
     if not switch.enabled and backfilled_at is None and not verified:
         steps.append("weavenn migrate dual-write on")
     if backfilled_at is None:
@@ -77,6 +80,17 @@ def migration_status(settings: Settings) -> MigrationStatus:
     steps.append(f"retire the old database {describe_url(secondary)} (keep a copy)")
     status.next_step = steps[0]
     return status
+
+
+def _rollout_check(settings: Settings, primary: str) -> Check:
+    """How many users the extracted task service serves (`weavenn rollout task-service`)."""
+    store = RolloutStore.open(primary, settings)
+    try:
+        state = store.state("task-service")
+    finally:
+        store.close()
+    detail = f"{state.percent} % of users on the task service"
+    return Check("task-service rollout", "info", detail)
 
 
 def _schema_check(status: MigrationStatus, role: str, url: str, steps: list[str]) -> bool:

@@ -35,6 +35,9 @@ OPERATIONAL_TABLES = frozenset(
         "dual_write_failures",
         "rollouts",
         "rollout_events",
+        "rollout_mismatches",
+        "rollout_stats",
+        "rollout_users",
     }
 )
 UPDATED_AT = "updated_at"

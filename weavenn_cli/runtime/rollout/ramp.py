@@ -52,6 +52,8 @@ class Tick:
 
 
 HealthProbe = Callable[[], str | None]
+# None when the ramp may go past its first step, else why not.
+Gate = Callable[[], str | None]
 
 
 def parse_duration(text: str) -> float:
@@ -95,6 +97,24 @@ def ready_probe(base_url: str) -> HealthProbe:
     return probe
 
 
+def verified_gate(url: str) -> Gate:
+    """Past the first step only when the last `weavenn migrate verify` found no difference."""
+    from weavenn_cli.runtime.migration.verify import last_verify_result
+
+    def gate() -> str | None:
+        last = last_verify_result(url)
+        if last is None:
+            return "`weavenn migrate verify` has never run"
+        when = f"{last.finished_at:%Y-%m-%d %H:%M} UTC"
+        if not last.identical:
+            return (
+                f"the last `weavenn migrate verify` ({when}) found {last.differences} differences"
+            )
+        return None
+
+    return gate
+
+
 def poll_interval(step_interval: float) -> float:
     return min(5.0, max(0.5, step_interval / 10))
 
@@ -110,10 +130,21 @@ def run_ramp(
     actor: str,
     reason: str | None = None,
     on_tick: Callable[[Tick], None] = lambda tick: None,
+    past_first_step: Gate | None = None,
 ) -> list[Change]:
-    """Run the plan to its end, or raise RampAborted after setting the percentage to 0."""
+    """Run the plan to its end, or raise RampAborted after setting the percentage to 0.
+
+    With `past_first_step`, the ramp stops after its first step while the gate says no,
+    leaving that first percentage in place (nothing went wrong on the new side).
+    """
     changes = []
     for index, percent in enumerate(plan, start=1):
+        refused = past_first_step() if past_first_step and index == 2 else None
+        if refused:
+            raise WeavennError(
+                f"{service}: stays at {plan[0]} %, not going further: {refused} "
+                "(--require-verified)"
+            )
         note = f"guarded ramp, step {index}/{len(plan)}" + (f": {reason}" if reason else "")
         changes.append(store.set_percent(service, percent, actor=actor, reason=note))
         trouble = _watch(
