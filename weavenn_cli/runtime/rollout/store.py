@@ -19,7 +19,12 @@ from sqlalchemy import Engine, exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from weavenn_cli.runtime.config import Settings
-from weavenn_cli.runtime.db.engine import connection_error, describe_url, make_engine
+from weavenn_cli.runtime.db.engine import (
+    connection_error,
+    describe_url,
+    make_engine,
+    reader_engine,
+)
 from weavenn_cli.runtime.db.models import (
     Rollout,
     RolloutEvent,
@@ -109,6 +114,8 @@ class RolloutStore:
         self.engine = engine
         self.settings = settings
         self.sessions = sessionmaker(bind=engine, expire_on_commit=False)
+        # Every serving process reads the state twice a second: on SQLite, without the write lock.
+        self.reads = sessionmaker(bind=reader_engine(engine), expire_on_commit=False)
         self._owns_engine = owns_engine
 
     @classmethod
@@ -408,7 +415,7 @@ class RolloutStore:
 
     @contextmanager
     def _reading(self) -> Iterator[Session]:
-        with self._database_errors(), self.sessions() as session:
+        with self._database_errors(), self.reads() as session:
             yield session
 
     @contextmanager
