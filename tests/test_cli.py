@@ -122,3 +122,10 @@ def test_shell_completion_script_and_answers(run_weavenn) -> None:
         env={"_WEAVENN_COMPLETE": "complete_bash", "COMP_WORDS": "weavenn mig", "COMP_CWORD": "1"}
     )
     assert answer.stdout.split() == ["migrate"]
+
+
+def test_table_cells_show_brackets_as_written(run_weavenn, tmp_path) -> None:
+    # Free text in a table (a path, a reason, a setting) is data, never rich markup.
+    result = run_weavenn("config", "show", env={"VAULT_ID": "[/]weird[bold]"})
+    assert result.returncode == 0, result.stderr
+    assert "[/]weird[bold]" in result.stdout

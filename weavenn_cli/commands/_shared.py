@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 if TYPE_CHECKING:
     from weavenn_cli.runtime.config import Settings
@@ -91,10 +92,18 @@ def make_table(*columns: str, title: str | None = None) -> Table:
 def print_rows(
     columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None
 ) -> None:
+    """A table of data. Cells are plain text (names, reasons, paths are free text, so markup
+    in them is shown as written); pass a rich `Text` for a styled cell."""
     table = make_table(*columns, title=title)
     for row in rows:
-        table.add_row(*("" if cell is None else str(cell) for cell in row))
+        table.add_row(*(_cell(cell) for cell in row))
     stdout.print(table)
+
+
+def _cell(value: Any) -> Text:
+    if isinstance(value, Text):
+        return value
+    return Text("" if value is None else str(value))
 
 
 def exit_with(code: int) -> None:
@@ -104,6 +113,5 @@ def exit_with(code: int) -> None:
 STATUS_STYLES = {"ok": "green", "fail": "red", "warn": "yellow", "info": "cyan", "skip": "dim"}
 
 
-def styled_status(status: str) -> str:
-    style = STATUS_STYLES.get(status, "")
-    return f"[{style}]{status}[/]" if style else status
+def styled_status(status: str) -> Text:
+    return Text(status, style=STATUS_STYLES.get(status, ""))

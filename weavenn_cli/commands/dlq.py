@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 
 from weavenn_cli.commands._shared import print_json, print_rows, stderr, stdout
 from weavenn_cli.runtime.errors import UsageError
@@ -86,8 +87,8 @@ def show(
         "attempts",
         "failed_at",
     ):
-        stdout.print(f"[bold]{key}:[/] {detail[key]}", highlight=False)
-    stdout.print(f"[bold]error:[/] {row.error}", markup=True, highlight=False)
+        stdout.print(f"[bold]{key}:[/] {escape(str(detail[key]))}", highlight=False)
+    stdout.print(f"[bold]error:[/] {escape(row.error or '')}", highlight=False)
     stdout.print("[bold]headers:[/]")
     stdout.print_json(data=detail["headers"])
     stdout.print("[bold]body:[/]")

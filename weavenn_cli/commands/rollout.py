@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.markup import escape
 
 from weavenn_cli.commands._shared import (
     get_settings,
@@ -263,7 +262,7 @@ def _show_all(store: RolloutStore, as_json: bool) -> None:
                 s.state.service,
                 s.state.percent,
                 "on" if s.state.shadow else "off",
-                f"{_when(s.last_change.created_at)} by {escape(s.last_change.actor)}"
+                f"{_when(s.last_change.created_at)} by {s.last_change.actor}"
                 if s.last_change
                 else f"never ({s.state.source})",
                 s.traffic.new.requests,
@@ -308,10 +307,7 @@ def _show_history(entries: list[HistoryEntry], as_json: bool) -> None:
         return
     print_rows(
         ("#", "when", "change", "actor", "reason"),
-        (
-            (e.id, _when(e.created_at), _change_text(e), escape(e.actor), escape(e.reason or ""))
-            for e in entries
-        ),
+        ((e.id, _when(e.created_at), _change_text(e), e.actor, e.reason or "") for e in entries),
     )
 
 
@@ -355,10 +351,10 @@ def _show_mismatches(store: RolloutStore, service: str, limit: int, as_json: boo
             (
                 m.id,
                 _when(m.created_at),
-                escape(f"{m.method} {m.target}"),
+                f"{m.method} {m.target}",
                 m.legacy_status,
                 m.new_status if m.new_status is not None else "no answer",
-                escape("; ".join(m.differences)),
+                "; ".join(m.differences),
             )
             for m in samples
         ),
