@@ -1,5 +1,6 @@
 """All tables of Weave-NN. Importing this package registers every model on `Base.metadata`."""
 
+from weavenn_cli.runtime.db.models.agent import AgentWriteback, LinkSuggestion
 from weavenn_cli.runtime.db.models.base import Base
 from weavenn_cli.runtime.db.models.bus import (
     ConsumerPresence,
@@ -33,6 +34,7 @@ from weavenn_cli.runtime.db.models.vault import (
 )
 
 __all__ = [
+    "AgentWriteback",
     "BackfillCheckpoint",
     "BackfillReject",
     "Base",
@@ -40,6 +42,7 @@ __all__ = [
     "DeadLetter",
     "DualWriteFailure",
     "InboxEntry",
+    "LinkSuggestion",
     "Note",
     "NoteHeading",
     "NoteLink",
