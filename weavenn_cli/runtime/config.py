@@ -55,6 +55,16 @@ class Settings(BaseSettings):
     # still larger than MAX_EVENT_BYTES carries the note's identity without its metadata.
     max_note_text_bytes: int = Field(default=262_144, ge=0)
     max_event_bytes: int = Field(default=1_048_576, ge=16_384)
+    # git-auto-commit: a commit when changes go quiet for GIT_COMMIT_DEBOUNCE_SECONDS or when
+    # AUTOCOMMIT_BATCH_SIZE changes are pending; GIT_BRANCH unset means the current branch.
+    git_commit_debounce_seconds: float = Field(default=5.0, ge=0, le=3600)
+    autocommit_batch_size: int = Field(default=10, ge=1, le=10_000)
+    git_author_name: str = Field(default="Weave-NN Bot", min_length=1)
+    git_author_email: str = Field(default="bot@weave-nn.local", min_length=3)
+    git_auto_init: bool = True
+    git_remote_push: bool = False
+    git_remote: str = Field(default="origin", min_length=1)
+    git_branch: str | None = None
     obsidian_api_url: str | None = None
     obsidian_api_key: SecretStr | None = None
     claude_api_key: SecretStr | None = None

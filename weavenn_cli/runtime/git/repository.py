@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +81,11 @@ class SyncResult(BaseModel):
 class GitRepository:
     """One working tree (VAULT_PATH). Writes are serialised within the process."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, env: Mapping[str, str] | None = None) -> None:
         self.path = path
         self._write_lock = threading.Lock()
+        # Added to every git command's environment (identity, literal pathspecs...).
+        self._env = dict(env or {})
 
     def check(self) -> str:
         result = self._git("rev-parse", "--is-inside-work-tree", check=False)
@@ -195,7 +198,7 @@ class GitRepository:
         return ["-c", f"user.name={name}", "-c", f"user.email={email}"]
 
     def _git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **self._env}
         try:
             result = subprocess.run(
                 ["git", "-C", str(self.path), *args],
