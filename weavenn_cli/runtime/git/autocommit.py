@@ -193,8 +193,10 @@ class VaultRepository(GitRepository):
 
         Retried a few times; raises PushDeferred when it still cannot push.
         """
-        target = branch or self._current_branch()
         result = PushResult(pushed=False)
+        if not self._has_commits():  # a fresh repository: nothing to push yet
+            return result
+        target = branch or self._current_branch()
         reason = ""
         for attempt in range(PUSH_ATTEMPTS):
             push = self._git(
