@@ -6,6 +6,7 @@ Real repositories in the test's folder; these are the message shapes and the git
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,22 @@ def test_a_folder_that_is_not_a_repository_is_initialised_or_refused(tmp_path: P
 def test_a_missing_vault_folder_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(WeavennError, match="does not exist: set VAULT_PATH"):
         open_vault(tmp_path / "nowhere")
+
+
+def test_a_rebase_left_unfinished_by_a_killed_process_is_aborted_on_open(vault: Path) -> None:
+    head = git(vault, "rev-parse", "HEAD").strip()
+    git(vault, "checkout", "--quiet", "-b", "theirs")
+    write(vault, "old.md", "theirs\n")
+    git(vault, "commit", "--quiet", "-am", "theirs")
+    git(vault, "checkout", "--quiet", "main")
+    write(vault, "old.md", "ours\n")
+    git(vault, "commit", "--quiet", "-am", "ours")
+    ours = git(vault, "rev-parse", "HEAD").strip()
+    stopped = subprocess.run(
+        ["git", "-C", str(vault), "rebase", "theirs"], capture_output=True, check=False
+    )
+    assert stopped.returncode != 0 and (vault / ".git" / "rebase-merge").is_dir()
+    open_vault(vault)
+    assert not (vault / ".git" / "rebase-merge").exists()
+    assert git(vault, "rev-parse", "HEAD").strip() == ours != head
+    assert (vault / "old.md").read_text() == "ours\n"

@@ -3,8 +3,8 @@
 A batch consumer: the runner hands it the events that arrived until changes went quiet
 (GIT_COMMIT_DEBOUNCE_SECONDS, restarted by each arrival) or AUTOCOMMIT_BATCH_SIZE were pending,
 and acknowledges them only after `handle_batch` returned, so an event is acked once its change
-is in a commit (or needs none) and pending changes survive a restart. Each batch is one commit,
-then, with GIT_REMOTE_PUSH, one push.
+is in a commit (or needs none) and pending changes survive a restart. Each batch is one commit;
+with GIT_REMOTE_PUSH a push follows on the pusher's thread, outside the batch's transaction.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from weavenn_cli.runtime.files.errors import InvalidPath, ProtectedPath
 from weavenn_cli.runtime.files.paths import vault_path
 from weavenn_cli.runtime.git.autocommit import (
     IndexLocked,
-    PushDeferred,
     Requested,
     VaultRepository,
     identity_environment,
 )
 from weavenn_cli.runtime.git.changes import skip_reason
+from weavenn_cli.runtime.git.pusher import Pusher
 from weavenn_cli.runtime.git.repository import GitFailed
 
 log = logging.getLogger(__name__)
@@ -60,9 +60,9 @@ class GitAutoCommitConsumer:
         self.repository = repository
         self.batch_size = batch_size
         self.batch_idle_seconds = batch_idle_seconds
-        self._push = push
-        # An earlier run may have stopped with commits not yet pushed.
-        self._push_pending = push is not None
+        self.pusher = Pusher(repository, push.remote, push.branch) if push else None
+        # An earlier run may have stopped with commits not yet pushed: push after the first batch.
+        self._pushed_since_start = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GitAutoCommitConsumer:
@@ -86,18 +86,15 @@ class GitAutoCommitConsumer:
     ) -> Mapping[str, Exception]:
         failures: dict[str, Exception] = {}
         events: list[VaultFileEvent] = []
+        requested: list[Requested] = []
         for delivery in deliveries:
             try:
-                events.append(_vault_event(delivery))
-            except PermanentError as error:
-                failures[delivery.message_id] = error
-        requested = []
-        for event in events:
-            try:
+                event = _vault_event(delivery)
                 request = _requested(event, self.repository.vault)
             except PermanentError as error:
-                failures[event.message_id] = error
+                failures[delivery.message_id] = error
                 continue
+            events.append(event)
             if request is not None:
                 requested.append(request)
         try:
@@ -106,8 +103,15 @@ class GitAutoCommitConsumer:
             # Nothing was committed: every event of the batch is tried again later.
             failures.update({event.message_id: error for event in events})
             return failures
-        self._push_if_due(committed)
+        if self.pusher is not None and (committed or not self._pushed_since_start):
+            self.pusher.request()
+            self._pushed_since_start = True
         return failures
+
+    def close(self) -> None:
+        """Called by the runner when it stops: let a push in flight finish."""
+        if self.pusher is not None:
+            self.pusher.stop()
 
     def _commit(
         self, session: Session, requested: Sequence[Requested], events: Sequence[VaultFileEvent]
@@ -120,28 +124,6 @@ class GitAutoCommitConsumer:
         subject = result.message.splitlines()[0]
         log.info("committed %s: %s", result.sha[:10], subject)
         return True
-
-    def _push_if_due(self, committed: bool) -> None:
-        if self._push is None or not (committed or self._push_pending):
-            return
-        try:
-            result = self.repository.push_branch(self._push.remote, self._push.branch)
-        except (PushDeferred, GitFailed) as error:
-            self._push_pending = True
-            log.warning("not pushed yet, tried again after the next commit: %s", error)
-            return
-        self._push_pending = False
-        for kept in result.conflicts:
-            if kept.saved_as:
-                log.warning(
-                    "%s changed on both sides: kept the remote version, ours is saved as %s",
-                    kept.path,
-                    kept.saved_as,
-                )
-            else:
-                log.warning(
-                    "%s changed remotely and deleted here: kept the remote version", kept.path
-                )
 
 
 def _vault_event(delivery: Delivery) -> VaultFileEvent:

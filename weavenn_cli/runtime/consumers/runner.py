@@ -118,6 +118,16 @@ class Runner:
             self._stop.set()
 
     def run(self) -> None:
+        try:
+            self._run_until_stopped()
+        finally:
+            # A consumer with work of its own in the background (git-auto-commit's pushes)
+            # finishes it now.
+            close = getattr(self.consumer, "close", None)
+            if callable(close):
+                close()
+
+    def _run_until_stopped(self) -> None:
         while not self._stop.is_set():
             channel = self._connect()
             if channel is None:

@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 INDEX_LOCK_WAIT_SECONDS = 10.0
 PUSH_ATTEMPTS = 3
-PUSH_RETRY_SECONDS = 0.5
 
 
 class IndexLocked(Exception):
@@ -126,7 +125,18 @@ class VaultRepository(GitRepository):
             log.info("initialised %s as a git repository", vault)
         top = Path(probe._git("rev-parse", "--show-toplevel").stdout.strip())
         prefix = probe._git("rev-parse", "--show-prefix").stdout.strip()
-        return cls(top, env, prefix=prefix, lock_wait_seconds=lock_wait_seconds)
+        repository = cls(top, env, prefix=prefix, lock_wait_seconds=lock_wait_seconds)
+        repository.abort_interrupted_rebase()
+        return repository
+
+    def abort_interrupted_rebase(self) -> None:
+        """A process killed while rebasing for a push leaves the rebase half done: undo it.
+
+        The local commits come back as they were; the next push rebases again.
+        """
+        if self._rebasing():
+            log.warning("%s: a rebase was left unfinished; aborting it", self.path)
+            self._git("rebase", "--abort")
 
     # -- committing ---------------------------------------------------------------------------
 
@@ -137,16 +147,17 @@ class VaultRepository(GitRepository):
         named = _unique(p for r in requested for p in (r.old_path, r.path) if p)
         if not named:
             return None
-        self._wait_for_index_lock()
-        kinds = self._changed({self.prefix + path: path for path in named})
-        if not kinds:
-            return None
-        changes = _pair_renames(kinds, requested)
-        message = commit_message(changes, agent_rules)
-        paths = [self.prefix + path for path in kinds]
-        self._git("add", "--all", "--", *paths)
-        self._git("commit", "--quiet", "--no-verify", "-m", message, "--", *paths)
-        sha = self._git("rev-parse", "HEAD").stdout.strip()
+        with self._write_lock:  # a rebase for a push may be rewriting the branch
+            self._wait_for_index_lock()
+            kinds = self._changed({self.prefix + path: path for path in named})
+            if not kinds:
+                return None
+            changes = _pair_renames(kinds, requested)
+            message = commit_message(changes, agent_rules)
+            paths = [self.prefix + path for path in kinds]
+            self._git("add", "--all", "--", *paths)
+            self._git("commit", "--quiet", "--no-verify", "-m", message, "--", *paths)
+            sha = self._git("rev-parse", "HEAD").stdout.strip()
         return CommitResult(sha=sha, changes=tuple(changes), message=message)
 
     def _changed(self, root_to_vault: Mapping[str, str]) -> dict[str, ChangeKind]:
@@ -191,39 +202,44 @@ class VaultRepository(GitRepository):
     def push_branch(self, remote: str, branch: str | None) -> PushResult:
         """Push HEAD to `remote`'s `branch`, integrating the remote's commits when it is ahead.
 
-        Retried a few times; raises PushDeferred when it still cannot push.
+        Raises PushDeferred when it cannot push now (the caller retries later). The push itself
+        runs without the write lock: it touches neither the index nor the working tree.
         """
         result = PushResult(pushed=False)
         if not self._has_commits():  # a fresh repository: nothing to push yet
             return result
         target = branch or self._current_branch()
-        reason = ""
-        for attempt in range(PUSH_ATTEMPTS):
+        for _ in range(PUSH_ATTEMPTS):
             push = self._git(
                 "push", "--porcelain", remote, f"HEAD:refs/heads/{target}", check=False
             )
             if push.returncode == 0:
                 result.pushed = True
                 return result
-            reason = _last_line(push)
-            if "[rejected]" in push.stdout or "[rejected]" in push.stderr:
-                # The remote is ahead: replay our commits on top of it, then push again.
-                result.conflicts += self._rebase_onto(remote, target)
-                continue
-            time.sleep(PUSH_RETRY_SECONDS * 2**attempt)
-        raise PushDeferred(f"push to {remote}/{target} failed {PUSH_ATTEMPTS} times: {reason}")
+            if "[rejected]" not in push.stdout + push.stderr:
+                raise PushDeferred(f"push to {remote}/{target} failed: {_last_line(push)}")
+            # The remote is ahead: replay our commits on top of it, then push again.
+            result.conflicts += self._rebase_onto(remote, target)
+        raise PushDeferred(
+            f"push to {remote}/{target} still rejected after {PUSH_ATTEMPTS} rebases "
+            "(the remote moves fast)"
+        )
 
     def _rebase_onto(self, remote: str, branch: str) -> list[KeptRemote]:
         """`git pull --rebase`, keeping the remote version of whatever conflicts."""
         fetch = self._git("fetch", "--quiet", remote, branch, check=False)
         if fetch.returncode != 0:
             raise PushDeferred(f"cannot fetch {remote}/{branch}: {_last_line(fetch)}")
-        self._wait_for_index_lock()
-        if self._tracked_changes():
-            raise PushDeferred(
-                "the remote is ahead and tracked files have uncommitted changes: "
-                "the rebase waits until they are committed"
-            )
+        with self._write_lock:
+            self._wait_for_index_lock()
+            if self._tracked_changes():
+                raise PushDeferred(
+                    "the remote is ahead and tracked files have uncommitted changes: "
+                    "the rebase waits until they are committed"
+                )
+            return self._rebase_keeping_remote(remote, branch)
+
+    def _rebase_keeping_remote(self, remote: str, branch: str) -> list[KeptRemote]:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         kept: list[KeptRemote] = []
         step = self._git("rebase", "--quiet", "FETCH_HEAD", check=False)
