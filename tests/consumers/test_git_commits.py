@@ -12,8 +12,13 @@ from pathlib import Path
 import pytest
 
 from tests.consumers.gitvault import commit_count, files_in, git, init_vault, message, write
-from weavenn_cli.runtime.errors import WeavennError
-from weavenn_cli.runtime.git.autocommit import Requested, VaultRepository, identity_environment
+from weavenn_cli.runtime.errors import ConfigError, WeavennError
+from weavenn_cli.runtime.git.autocommit import (
+    Requested,
+    VaultRepository,
+    check_push_target,
+    identity_environment,
+)
 from weavenn_cli.runtime.git.changes import MESSAGE_FILE_LIMIT, Change, commit_message
 
 BOT = identity_environment("Weave-NN Bot", "bot@weave-nn.local")
@@ -166,3 +171,16 @@ def test_a_rebase_left_unfinished_by_a_killed_process_is_aborted_on_open(vault: 
     assert not (vault / ".git" / "rebase-merge").exists()
     assert git(vault, "rev-parse", "HEAD").strip() == ours != head
     assert (vault / "old.md").read_text() == "ours\n"
+
+
+@pytest.mark.parametrize(
+    ("remote", "branch", "named"),
+    [("--receive-pack=evil", None, "GIT_REMOTE"), ("origin", "main..x", "GIT_BRANCH")],
+)
+def test_a_remote_or_branch_git_would_misread_is_refused(
+    remote: str, branch: str | None, named: str
+) -> None:
+    with pytest.raises(ConfigError, match=named):
+        check_push_target(remote, branch)
+    check_push_target("origin", "main")
+    check_push_target("file:///srv/vault.git", None)

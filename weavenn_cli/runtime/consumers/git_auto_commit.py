@@ -29,6 +29,7 @@ from weavenn_cli.runtime.git.autocommit import (
     IndexLocked,
     Requested,
     VaultRepository,
+    check_push_target,
     identity_environment,
 )
 from weavenn_cli.runtime.git.changes import skip_reason
@@ -67,6 +68,7 @@ class GitAutoCommitConsumer:
     @classmethod
     def from_settings(cls, settings: Settings) -> GitAutoCommitConsumer:
         """Opens (or initialises) the vault repository: refuses to start when it cannot."""
+        check_push_target(settings.git_remote, settings.git_branch)
         repository = VaultRepository.open(
             settings.vault_path,
             env=identity_environment(settings.git_author_name, settings.git_author_email),

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from weavenn_cli.runtime.errors import WeavennError
+from weavenn_cli.runtime.errors import ConfigError, WeavennError
 from weavenn_cli.runtime.git.changes import Change, ChangeKind, commit_message, conflict_name
-from weavenn_cli.runtime.git.repository import GitRepository
+from weavenn_cli.runtime.git.repository import GitRepository, InvalidRef, _checked_branch
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,11 @@ class VaultRepository(GitRepository):
             raise WeavennError(f"vault folder {vault} does not exist: set VAULT_PATH to the vault")
         probe = GitRepository(vault, env)
         inside = probe._git("rev-parse", "--is-inside-work-tree", check=False)
+        if "dubious ownership" in inside.stderr:
+            raise WeavennError(
+                f"git refuses {vault}: it belongs to another user; trust it with "
+                f"`git config --global --add safe.directory {vault}`"
+            )
         if inside.returncode != 0 or inside.stdout.strip() != "true":
             if not auto_init:
                 raise WeavennError(
@@ -291,6 +296,19 @@ class VaultRepository(GitRepository):
             if path:
                 stages.setdefault(path, set()).add(int(info.split()[2]))
         return stages
+
+
+def check_push_target(remote: str, branch: str | None) -> None:
+    """GIT_REMOTE and GIT_BRANCH go on git's command line: refuse what git would misread."""
+    if not remote.strip() or remote.startswith("-") or any(c.isspace() for c in remote):
+        raise ConfigError(f"GIT_REMOTE={remote!r} is not a remote name or URL: give e.g. origin")
+    if branch is not None:
+        try:
+            _checked_branch(branch)
+        except InvalidRef:
+            raise ConfigError(
+                f"GIT_BRANCH={branch!r} is not a valid branch name: give e.g. main"
+            ) from None
 
 
 def _kind(xy: str) -> ChangeKind | None:
