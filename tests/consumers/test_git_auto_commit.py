@@ -15,6 +15,7 @@ from sqlalchemy import insert
 
 from tests.bus.harness import Bus, wait_until
 from tests.consumers.gitvault import commit_count, event, files_in, init_vault, message, write
+from weavenn_cli.runtime.bus.deadletters import DeadLetters
 from weavenn_cli.runtime.config import load_settings
 from weavenn_cli.runtime.consumers.git_auto_commit import GitAutoCommitConsumer
 from weavenn_cli.runtime.db.engine import session_factory, session_scope
@@ -96,6 +97,8 @@ def test_secrets_workspace_state_and_large_files_are_skipped_and_logged(
     assert files_in(vault) == ["A\tideas/new.md"]
     for name in [*skipped, "video.md"]:
         assert f"not committing {name}" in caplog.text
+    assert "not committing .obsidian/workspace.json: Obsidian workspace state" in caplog.text
+    assert "not committing .env: looks like a secret" in caplog.text
     assert "over the 10 MB limit" in caplog.text
 
 
@@ -177,3 +180,24 @@ def test_the_vault_is_initialised_when_it_is_not_a_repository(
         embedded_bus.publish([event(vault, "first.md", "created")])
         wait_until(lambda: commit_count(vault) == 1, what="the first commit")
     assert message(vault) == "Created first.md\n"
+
+
+def test_a_path_outside_the_vault_is_dead_lettered_and_the_rest_of_its_batch_committed(
+    embedded_bus: Bus, vault: Path
+) -> None:
+    write(vault, "ideas/graph.md", "# Graph v2\n")
+    outside = event(vault, "ideas/graph.md", seq=1).model_copy(
+        update={"message_id": "escape", "file_path": "../outside.md"}
+    )
+    with embedded_bus.running(consumer(vault)):
+        embedded_bus.publish([outside, event(vault, "ideas/graph.md", seq=1)])
+        wait_until(lambda: commit_count(vault) == 2, what="the valid change's commit")
+
+        def dead() -> list:
+            embedded_bus.transport.collect_dead_letters()
+            return DeadLetters(embedded_bus.engine).list()
+
+        rows = wait_until(dead, what="the dead letter")
+    assert [row.message_id for row in rows] == ["escape"]
+    assert "cannot commit '../outside.md'" in rows[0].error
+    assert files_in(vault) == ["M\tideas/graph.md"]

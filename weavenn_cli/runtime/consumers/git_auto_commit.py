@@ -152,14 +152,14 @@ def _requested(event: VaultFileEvent, vault: Path) -> Requested | None:
 
 
 def _committable(path: str, vault: Path) -> bool:
+    protected = None
     try:
         vault_path(path)
-    except ProtectedPath as error:
-        reason: str | None = error.message
+    except ProtectedPath as error:  # a safe path, in .obsidian, .git or _system
+        protected = error.message
     except InvalidPath as error:
         raise PermanentError(f"cannot commit {path!r}: {error.message}") from None
-    else:
-        reason = skip_reason(path, vault)
+    reason = skip_reason(path, vault) or protected
     if reason is None:
         return True
     log.info("not committing %s: %s", path, reason)
