@@ -15,6 +15,7 @@ from tests.bus.harness import Bus, wait_until
 from tests.consumers.gitvault import commit_count, event, git, message, subjects, write
 from tests.consumers.test_git_auto_commit import consumer, drained
 from weavenn_cli.runtime.bus.backoff import Backoff
+from weavenn_cli.runtime.git.autocommit import Requested
 from weavenn_cli.runtime.git.pusher import Pusher
 
 
@@ -121,3 +122,23 @@ def test_an_unreachable_remote_does_not_hold_the_events_and_the_push_is_retried(
         # No new commit: the pusher tries again on its own.
         wait_until(lambda: commit_count(remote) == 2, what="the commit on the remote")
     assert subjects(remote)[0] == "Updated ideas/graph.md"
+
+
+def test_a_note_deleted_here_but_edited_there_comes_back_as_the_remote_wrote_it(
+    remote: Path, tmp_path: Path
+) -> None:
+    vault = clone(remote, tmp_path / "vault")
+    other = clone(remote, tmp_path / "other")
+    write(other, "todo.md", "- still needed\n")
+    git(other, "commit", "--quiet", "-am", "their edit")
+    git(other, "push", "--quiet", "origin", "main")
+    (vault / "todo.md").unlink()
+    repository = consumer(vault).repository
+    assert repository.commit_requested([Requested("todo.md")], {}) is not None
+    result = repository.push_branch("origin", None)
+    assert result.pushed
+    assert [(kept.path, kept.saved_as) for kept in result.conflicts] == [("todo.md", None)]
+    assert remote_file(remote, "todo.md") == "- still needed\n"
+    assert (vault / "todo.md").read_text() == "- still needed\n"
+    assert subjects(remote)[0] == "their edit"  # our deletion became empty: dropped
+    assert git(vault, "status", "--porcelain") == ""
