@@ -20,6 +20,7 @@ from weavenn_cli.runtime.errors import UsageError
 
 REGISTERED: dict[str, str] = {
     "mcp-sync": "weavenn_cli.runtime.consumers.mcp_sync:McpSyncConsumer",
+    "agent-tasks": "weavenn_cli.runtime.consumers.agent_tasks:AgentTasksConsumer",
 }
 
 
