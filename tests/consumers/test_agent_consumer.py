@@ -181,6 +181,25 @@ def test_a_note_changed_since_its_event_is_skipped(rig: AgentRig, vault: Path) -
     assert rig.writebacks() == [] and rig.published() == []
 
 
+def test_a_save_that_lands_while_the_rules_run_is_not_overwritten(
+    any_migrated_url: str, vault: Path
+) -> None:
+    class SavesMeanwhile:
+        """Stands in for a slow summary while a person saves the note."""
+
+        def summarize(self, title: str, text: str) -> str:
+            (vault / "features/deploy.md").write_text("the person's newer save\n")
+            return "a summary"
+
+    rig = AgentRig(any_migrated_url, vault, summarizer=SavesMeanwhile())
+    try:
+        rig.deliver(rig.save("features/deploy.md", PERSON_TEXT))
+        assert rig.read("features/deploy.md") == b"the person's newer save\n"
+        assert rig.writebacks() == [] and rig.published() == []
+    finally:
+        rig.close()
+
+
 def test_task_events_are_acknowledged_without_effect(rig: AgentRig) -> None:
     body = {
         "message_id": "t1",
