@@ -200,6 +200,18 @@ def test_a_save_that_lands_while_the_rules_run_is_not_overwritten(
         rig.close()
 
 
+def test_a_note_that_is_a_symlink_out_of_the_vault_is_refused_for_good(
+    rig: AgentRig, vault: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside.md"
+    outside.write_text(PERSON_TEXT)
+    (vault / "features").mkdir()
+    (vault / "features/escape.md").symlink_to(outside)
+    with pytest.raises(PermanentError, match="outside the vault"):
+        rig.deliver(rig.observe("features/escape.md", "vault.file.created"))
+    assert outside.read_text() == PERSON_TEXT
+
+
 def test_task_events_are_acknowledged_without_effect(rig: AgentRig) -> None:
     body = {
         "message_id": "t1",

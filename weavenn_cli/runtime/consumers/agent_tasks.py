@@ -40,6 +40,7 @@ from weavenn_cli.runtime.events import (
     VaultMetadataEvent,
     derive_message_id,
 )
+from weavenn_cli.runtime.files.errors import InvalidPath
 from weavenn_cli.runtime.files.local import VaultFileService
 from weavenn_cli.runtime.vault.cache import Resolver
 from weavenn_cli.runtime.vault.parser import content_hash
@@ -101,7 +102,10 @@ class AgentTasksConsumer:
         if store.is_own_version(session, path, version):
             log.debug("%s: this version is the rules' own write-back", path)
             return
-        raw = self._files.read_bytes(path)
+        try:
+            raw = self._files.read_bytes(path)
+        except InvalidPath as error:
+            raise PermanentError(f"{path}: {error}") from None
         if raw is None or content_hash(raw) != version:
             log.debug("%s changed or went away since this event: its own event follows", path)
             return
