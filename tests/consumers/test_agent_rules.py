@@ -239,6 +239,16 @@ def test_apply_mode_links_the_first_mention_only_and_keeps_the_rest_byte_for_byt
     assert result.rules == ["auto-link"] and result.suggestions == []
 
 
+def test_apply_mode_escapes_the_pipe_of_a_link_in_a_table_row() -> None:
+    text = "| topic | note |\n|---|---|\n| x | graph theory |\n"
+    resolver = Resolver(["ideas/graph-theory.md", "mine.md"])
+    result = agent(apply=True).run("mine.md", text.encode(), NAMES, resolver)
+    assert (
+        result.content == text.replace("graph theory", "[[graph-theory\\|graph theory]]").encode()
+    )
+    assert parse_note("mine.md", result.content).links[0].target == "graph-theory"
+
+
 def test_a_note_tagged_no_auto_tag_is_left_alone() -> None:
     text = "---\ntags: [No-Auto-Tag]\n---\nkubernetes and Rollout\n"
     result = agent(apply=True).run("features/x.md", text.encode(), NAMES, Resolver(["Rollout.md"]))

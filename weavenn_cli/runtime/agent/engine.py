@@ -137,7 +137,8 @@ class Agent:
             written = body[mention.start : mention.end]
             target = mention.candidate.path
             if self.apply_links and not _NOT_IN_ALIAS & set(written):
-                link = _wikilink(resolver, path, target, written)
+                in_table = _line_at(body, mention.start).lstrip().startswith("|")
+                link = _wikilink(resolver, path, target, written, in_table=in_table)
                 spans.append((mention.start, mention.end, link))
                 result.links_applied.append(
                     {"target_path": target, "mention": written, "link": link}
@@ -181,14 +182,26 @@ def _linked(path: str, note: ParsedNote, resolver: Resolver) -> set[str]:
     return {path} | {target for target in targets if target}
 
 
-def _wikilink(resolver: Resolver, source: str, target: str, written: str) -> str:
+def _wikilink(
+    resolver: Resolver, source: str, target: str, written: str, *, in_table: bool = False
+) -> str:
     """`[[name]]` when the mention is the link's name as written, else `[[name|mention]]`.
 
-    The name is the file name when it leads to the target from `source`, else the path.
+    The name is the file name when it leads to the target from `source`, else the path. In a
+    table row the pipe is escaped (`\\|`), as Obsidian writes it, so the row keeps its cells.
     """
     stem = posixpath.splitext(posixpath.basename(target))[0]
     name = stem if resolver.resolve_note(source, stem) == target else posixpath.splitext(target)[0]
-    return f"[[{name}]]" if written == name else f"[[{name}|{written}]]"
+    if written == name:
+        return f"[[{name}]]"
+    separator = "\\|" if in_table else "|"
+    return f"[[{name}{separator}{written}]]"
+
+
+def _line_at(text: str, offset: int) -> str:
+    start = text.rfind("\n", 0, offset) + 1
+    end = text.find("\n", offset)
+    return text[start : None if end < 0 else end]
 
 
 def _suggestion(mention: Mention, written: str) -> dict[str, Any]:
