@@ -253,3 +253,42 @@ def test_a_note_tagged_no_auto_tag_is_left_alone() -> None:
     text = "---\ntags: [No-Auto-Tag]\n---\nkubernetes and Rollout\n"
     result = agent(apply=True).run("features/x.md", text.encode(), NAMES, Resolver(["Rollout.md"]))
     assert result.left_alone and result.content is None and result.suggestions == []
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+
+def test_settings_choose_rules_max_tags_apply_mode_and_summaries(tmp_path: Path) -> None:
+    from weavenn_cli.runtime.agent.claude import ClaudeSummarizer
+    from weavenn_cli.runtime.consumers.agent_tasks import AgentTasksConsumer
+
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    default = AgentTasksConsumer.from_settings(load_settings(None, vault_path=vault))
+    assert default.agent.max_tags == 3 and not default.agent.apply_links
+    assert default.agent.summarizer is None
+    tuned = AgentTasksConsumer.from_settings(
+        load_settings(
+            None,
+            vault_path=vault,
+            agent_max_tags=1,
+            auto_link_apply=True,
+            agent_summary=True,
+            claude_api_key="k",
+            claude_api_url="http://127.0.0.1:1",
+        )
+    )
+    assert tuned.agent.max_tags == 1 and tuned.agent.apply_links
+    assert isinstance(tuned.agent.summarizer, ClaudeSummarizer)
+    assert tuned.agent.summarizer.url == "http://127.0.0.1:1/v1/messages"
+
+
+def test_the_consumer_refuses_to_start_without_what_it_needs(tmp_path: Path) -> None:
+    from weavenn_cli.runtime.consumers.agent_tasks import AgentTasksConsumer
+
+    with pytest.raises(ConfigError, match=r"vault folder .* not found"):
+        AgentTasksConsumer.from_settings(load_settings(None, vault_path=tmp_path / "none"))
+    with pytest.raises(ConfigError, match="AGENT_SUMMARY=true needs CLAUDE_API_KEY"):
+        AgentTasksConsumer.from_settings(
+            load_settings(None, vault_path=tmp_path, agent_summary=True)
+        )
