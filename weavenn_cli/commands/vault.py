@@ -222,3 +222,32 @@ def orphans(
         print_json(paths)
         return
     _print_rows(("orphan",), ((p,) for p in paths))
+
+
+@app.command("suggestions")
+def suggestions(
+    path: str = typer.Argument(..., help="Vault-relative path of the note (.md may be left out)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Links agent-tasks suggests for a note: mentions of other notes, best score first."""
+    from weavenn_cli.runtime.agent.store import suggestions_for
+    from weavenn_cli.runtime.errors import WeavennError
+    from weavenn_cli.runtime.vault.files import user_note_path
+    from weavenn_cli.runtime.vault.queries import find_note_path
+
+    relative = user_note_path(path, get_settings().vault_path)
+    with _sessions()() as session:
+        found = find_note_path(session, relative)
+        rows = suggestions_for(session, found) if found else None
+    if rows is None:
+        raise WeavennError(
+            f"{relative} is not in the cache: check the path, or run `weavenn vault index`"
+        )
+    if as_json:
+        print_json([row.model_dump() for row in rows])
+        return
+    print_rows(
+        ("target", "title", "mention", "score"),
+        ((r.target_path, r.target_title, r.mention, f"{r.score:.2f}") for r in rows),
+        title=f"{found}: {len(rows)} link suggestions",
+    )

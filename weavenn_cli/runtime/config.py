@@ -69,6 +69,15 @@ class Settings(BaseSettings):
     obsidian_api_key: SecretStr | None = None
     claude_api_key: SecretStr | None = None
     claude_api_url: str = "https://api.anthropic.com"
+    # agent-tasks: rules file (default: VAULT_PATH/.weavenn/rules.yaml, else the shipped set),
+    # tags per note from the rules, wikilinks written or only suggested, Claude summaries.
+    agent_rules_path: Path | None = None
+    agent_max_tags: int | None = Field(default=None, ge=0)
+    auto_link_apply: bool = False
+    agent_summary: bool = False
+    claude_model: str = "claude-haiku-4-5"
+    claude_timeout_seconds: float = Field(default=10.0, gt=0)
+    claude_max_retries: int = Field(default=2, ge=0, le=10)
     service_name: str = "weave-nn"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     deployment_mode: Literal["local", "kubernetes"] = "local"

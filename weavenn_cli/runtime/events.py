@@ -21,6 +21,10 @@ VAULT_FILE_DELETED = "vault.file.deleted"
 VAULT_FILE_MOVED = "vault.file.moved"
 VAULT_FILE_EVENTS = (VAULT_FILE_CREATED, VAULT_FILE_UPDATED, VAULT_FILE_DELETED, VAULT_FILE_MOVED)
 
+# Published by the agent rules (agent-tasks) about what they did to a note.
+VAULT_METADATA_TAGS_UPDATED = "vault.metadata.tags_updated"
+VAULT_METADATA_LINKS_UPDATED = "vault.metadata.links_updated"
+
 TASK_CREATED = "task.created"
 TASK_UPDATED = "task.updated"
 TASK_COMPLETED = "task.completed"
@@ -31,6 +35,7 @@ VaultEventType = Literal[
     "vault.file.created", "vault.file.updated", "vault.file.deleted", "vault.file.moved"
 ]
 TaskEventType = Literal["task.created", "task.updated", "task.completed", "task.deleted"]
+MetadataEventType = Literal["vault.metadata.tags_updated", "vault.metadata.links_updated"]
 
 
 class Event(BaseModel):
@@ -67,6 +72,28 @@ class VaultFileEvent(Event):
     parse_error: str | None = None
 
 
+class VaultMetadataEvent(Event):
+    """What the agent rules changed or found in one note (the version `content_hash`).
+
+    `vault.metadata.tags_updated`: `tags_added` were written to the note's frontmatter (and
+    `summary` when the Claude enrichment wrote one). `vault.metadata.links_updated`:
+    `links_applied` became wikilinks, and/or the note's link suggestions are now
+    `suggestions`.
+    """
+
+    event_type: MetadataEventType
+    file_path: str
+    vault_id: str
+    content_hash: str | None = None
+    source_message_id: str | None = None
+    rules: list[str] = Field(default_factory=list)
+    tags_added: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    summary: str | None = None
+    links_applied: list[dict[str, str]] = Field(default_factory=list)
+    suggestions: list[dict[str, Any]] = Field(default_factory=list)
+
+
 class TaskEvent(Event):
     """A change to a task, written to the outbox in the transaction that made it."""
 
@@ -90,6 +117,8 @@ def model_for(routing_key: str) -> type[Event]:
     """The event model a message with `routing_key` must match."""
     if routing_key.startswith("vault.file."):
         return VaultFileEvent
+    if routing_key.startswith("vault.metadata."):
+        return VaultMetadataEvent
     if routing_key.startswith("task."):
         return TaskEvent
     return Event

@@ -21,6 +21,7 @@ from weavenn_cli.runtime.errors import UsageError
 REGISTERED: dict[str, str] = {
     "mcp-sync": "weavenn_cli.runtime.consumers.mcp_sync:McpSyncConsumer",
     "git-auto-commit": "weavenn_cli.runtime.consumers.git_auto_commit:GitAutoCommitConsumer",
+    "agent-tasks": "weavenn_cli.runtime.consumers.agent_tasks:AgentTasksConsumer",
 }
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import os
+import stat as stat_module
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -84,6 +86,34 @@ class VaultFileService:
         os.replace(self._write_temporary(target, text), target)
         return self.read(path)
 
+    def read_bytes(self, path: str) -> bytes | None:
+        """The note's bytes exactly as on disk; None when it is not there."""
+        try:
+            return self._file(path).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+
+    def replace_bytes_if_unchanged(self, path: str, content: bytes, expected_hash: str) -> bool:
+        """Atomically replace the note with `content`, only if it still has `expected_hash`
+        (sha256 of its bytes): a save made meanwhile is never overwritten. False when it
+        changed or is gone. The file keeps its permissions."""
+        target = self._file(path)
+        try:
+            stat = target.stat()
+        except FileNotFoundError:
+            return False
+        temporary = self._write_bytes_temporary(target, content, stat.st_mode)
+        try:
+            current = target.read_bytes()
+            if hashlib.sha256(current).hexdigest() != expected_hash:
+                return False
+            os.replace(temporary, target)
+        except FileNotFoundError:
+            return False
+        finally:
+            temporary.unlink(missing_ok=True)
+        return True
+
     def delete(self, path: str) -> None:
         try:
             self._existing(path).unlink()
@@ -120,6 +150,15 @@ class VaultFileService:
         with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
             handle.flush()
+            os.fsync(handle.fileno())
+        return Path(name)
+
+    def _write_bytes_temporary(self, target: Path, content: bytes, mode: int) -> Path:
+        descriptor, name = tempfile.mkstemp(prefix=".weavenn-", suffix=".tmp", dir=target.parent)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fchmod(handle.fileno(), stat_module.S_IMODE(mode))
             os.fsync(handle.fileno())
         return Path(name)
 

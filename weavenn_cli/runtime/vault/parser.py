@@ -85,14 +85,14 @@ def parse_note(path: str, content: bytes, *, max_text_bytes: int | None = None) 
     errors: list[str] = []
     text = _decode(content, errors)
     frontmatter, body, body_line = _split_frontmatter(text, errors)
-    masked = _mask_code_and_comments(body)
+    masked = mask_code_and_comments(body)
     headings = _headings(body, masked, body_line)
     note = ParsedNote(
         title=_title(frontmatter, headings, fallback_title),
         frontmatter=frontmatter,
         node_type=_scalar_text(frontmatter.get("type")),
         aliases=_string_list(frontmatter.get("aliases", frontmatter.get("alias"))),
-        tags=_dedupe(_frontmatter_tags(frontmatter) + _inline_tags(masked)),
+        tags=_dedupe(frontmatter_tags(frontmatter) + _inline_tags(masked)),
         headings=headings,
         links=_links(masked),
         size=len(content),
@@ -208,7 +208,7 @@ def _string_list(value: Any) -> list[str]:
     return [text for item in items if (text := _scalar_text(item))]
 
 
-def _frontmatter_tags(frontmatter: dict[str, Any]) -> list[str]:
+def frontmatter_tags(frontmatter: dict[str, Any]) -> list[str]:
     value = frontmatter.get("tags", frontmatter.get("tag"))
     if isinstance(value, str):
         # Obsidian accepts "a, b" and "a b" in a string.
@@ -255,7 +255,7 @@ _INLINE_MASKS = re.compile(
 )
 
 
-def _mask_code_and_comments(body: str) -> str:
+def mask_code_and_comments(body: str) -> str:
     """The body with code and comments blanked out; offsets and line breaks kept.
 
     The blank is not whitespace, so `-->#word` or `` `x`#word `` does not become a tag.
