@@ -20,6 +20,7 @@ from weavenn_cli.runtime.errors import UsageError
 
 REGISTERED: dict[str, str] = {
     "mcp-sync": "weavenn_cli.runtime.consumers.mcp_sync:McpSyncConsumer",
+    "n8n-workflows": "weavenn_cli.runtime.consumers.n8n_workflows:N8nWorkflowsConsumer",
 }
 
 
