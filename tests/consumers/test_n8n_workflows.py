@@ -280,3 +280,12 @@ def test_consume_list_shows_every_registered_consumer_with_its_queue_and_binding
         assert f" {info.queue} " in rows[info.name]
         assert " ".join(info.bindings) in rows[info.name]
     assert "n8n_workflows" in rows["n8n-workflows"] and "vault.# task.#" in rows["n8n-workflows"]
+
+
+def test_config_show_prints_the_routes_as_json_with_passwords_masked(run_weavenn: Any) -> None:
+    routes = {"task.#": "http://hooks:s3cret@127.0.0.1:5678/webhook/tasks"}
+    result = run_weavenn("config", "show", "--json", env={"N8N_ROUTES": json.dumps(routes)})
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)["N8N_ROUTES"]["value"]
+    assert json.loads(shown) == {"task.#": "http://hooks:********@127.0.0.1:5678/webhook/tasks"}
+    assert "s3cret" not in result.stdout

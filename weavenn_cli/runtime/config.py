@@ -227,6 +227,8 @@ def _display_value(raw: object) -> tuple[str | None, bool]:
     if isinstance(raw, SecretStr):
         return MASK, True
     if isinstance(raw, dict):  # N8N_ROUTES, as JSON, each URL's password hidden
+        if not raw:
+            return None, False
         shown = {key: mask_url(str(url)) for key, url in raw.items()}
         return json.dumps(shown), shown != raw
     if isinstance(raw, tuple):  # shown as it is written in the environment
