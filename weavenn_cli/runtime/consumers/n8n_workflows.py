@@ -134,7 +134,7 @@ class N8nWorkflowsConsumer:
 
 def encode_body(event: Mapping[str, Any]) -> bytes:
     """The request body: the event as compact UTF-8 JSON (the bytes the signature covers)."""
-    return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+    return json.dumps(dict(event), ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def sign(secret: bytes, body: bytes) -> str:
