@@ -7,6 +7,7 @@ they live in the database so every replica sees a change without a restart.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +87,12 @@ class Settings(BaseSettings):
     git_service_url: str = "http://localhost:8002"
     dual_write_enabled: bool = False
     api_key: SecretStr | None = None
+    # Where n8n-workflows forwards events: N8N_ROUTES (JSON object, routing-key pattern -> URL,
+    # first match wins) and N8N_WEBHOOK_URL for whatever no route matches.
     n8n_webhook_url: str | None = None
+    n8n_routes: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    n8n_webhook_secret: SecretStr | None = None
+    n8n_timeout_seconds: float = Field(default=10.0, gt=0)
     redis_url: str | None = None
     redis_key_prefix: str = "weavenn"
     rate_limit_per_minute: int = Field(default=100, ge=1)
@@ -120,6 +126,34 @@ class Settings(BaseSettings):
     def _positive_delays(cls, value: tuple[float, ...]) -> tuple[float, ...]:
         if any(delay <= 0 for delay in value):
             raise ValueError("retry delays are seconds greater than 0, e.g. 5,30,120,600")
+        return value
+
+    @field_validator("n8n_routes", mode="before")
+    @classmethod
+    def _routes_from_json(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return {}
+        example = """e.g. {"vault.file.*": "http://n8n:5678/webhook/vault"}"""
+        try:
+            routes = json.loads(value)
+        except ValueError as error:
+            raise ValueError(
+                f"not JSON ({error}); give an object of routing-key pattern to URL, {example}"
+            ) from None
+        if not isinstance(routes, dict):
+            raise ValueError(f"give a JSON object of routing-key pattern to URL, {example}")
+        return routes
+
+    @field_validator("n8n_routes")
+    @classmethod
+    def _routes_are_http(cls, value: dict[str, str]) -> dict[str, str]:
+        for pattern, url in value.items():
+            if not pattern.strip() or any(not word for word in pattern.split(".")):
+                raise ValueError(f"route pattern {pattern!r} is not a routing-key pattern")
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"route {pattern!r} goes to {url!r}, not an http(s) URL")
         return value
 
     def service_url(self, service: str) -> str:
@@ -211,6 +245,11 @@ def _display_value(raw: object) -> tuple[str | None, bool]:
         return None, False
     if isinstance(raw, SecretStr):
         return MASK, True
+    if isinstance(raw, dict):  # N8N_ROUTES, as JSON, each URL's password hidden
+        if not raw:
+            return None, False
+        shown = {key: mask_url(str(url)) for key, url in raw.items()}
+        return json.dumps(shown), shown != raw
     if isinstance(raw, tuple):  # shown as it is written in the environment
         return ",".join(
             f"{item:g}" if isinstance(item, float) else str(item) for item in raw

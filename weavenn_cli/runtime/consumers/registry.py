@@ -22,6 +22,7 @@ REGISTERED: dict[str, str] = {
     "mcp-sync": "weavenn_cli.runtime.consumers.mcp_sync:McpSyncConsumer",
     "git-auto-commit": "weavenn_cli.runtime.consumers.git_auto_commit:GitAutoCommitConsumer",
     "agent-tasks": "weavenn_cli.runtime.consumers.agent_tasks:AgentTasksConsumer",
+    "n8n-workflows": "weavenn_cli.runtime.consumers.n8n_workflows:N8nWorkflowsConsumer",
 }
 
 
