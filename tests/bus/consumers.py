@@ -107,3 +107,28 @@ class BatchingConsumer:
                 )
             )
         return failures
+
+
+class SinkingBatchConsumer(BatchingConsumer):
+    """A batch that holds a `poison…` event raises as a whole; one at a time, only the poison
+    fails (for good): the runner must fall back to applying the batch message by message."""
+
+    name: ClassVar[str] = "sinker"
+
+    def handle_batch(
+        self, session: Session, deliveries: Sequence[Delivery]
+    ) -> Mapping[str, Exception]:
+        if any(str(d.body.get("file_path", "")).startswith("poison") for d in deliveries):
+            raise RuntimeError("the batch sinks")
+        return super().handle_batch(session, deliveries)
+
+    def handle(self, session: Session, delivery: Delivery) -> None:
+        if str(delivery.body.get("file_path", "")).startswith("poison"):
+            raise PermanentError("poison")
+        session.execute(
+            insert(effects).values(
+                consumer=self.name,
+                message_id=delivery.message_id,
+                file_path=str(delivery.body.get("file_path", "")),
+            )
+        )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bus.consumers import BatchingConsumer, RecordingConsumer
+from tests.bus.consumers import BatchingConsumer, RecordingConsumer, SinkingBatchConsumer
 from tests.bus.harness import Bus, vault_event, wait_until
 from weavenn_cli.runtime.bus.deadletters import DeadLetters
 from weavenn_cli.runtime.bus.transport import OutgoingMessage
@@ -130,6 +130,20 @@ def test_a_batch_consumer_applies_full_batches_and_flushes_the_rest_when_idle(bu
     assert sum(batches.values()) == 12
     assert max(batches.values()) == 5  # never more than batch_size at once
     assert len(batches) >= 3  # 12 messages cannot fit in fewer batches of 5
+
+
+def test_a_failing_batch_falls_back_to_one_message_at_a_time(bus: Bus) -> None:
+    """One poison message must not sink the batch it arrived in."""
+    events = [vault_event(f"notes/{i}.md") for i in range(2)]
+    events += [vault_event("poison.md"), *(vault_event(f"notes/{i}.md") for i in range(2, 4))]
+    bus.publish(events)
+    with bus.running(SinkingBatchConsumer()) as runner:
+        wait_until(lambda: bus.effect_count() == 4, what="the four good messages")
+        dead = _dead_letters(bus, 1)
+        wait_until(lambda: bus.queue("git_auto_commit").ready == 0, what="acks")
+    assert [row.message_id for row in dead] == [events[2].message_id]
+    assert sorted(path for _, path, _ in bus.effects()) == [f"notes/{i}.md" for i in range(4)]
+    assert runner.metrics.totals()["processed"] == 4
 
 
 def test_a_batch_consumer_retries_only_the_messages_it_reports_failed(bus: Bus) -> None:

@@ -6,7 +6,7 @@ change that caused it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import func, select
@@ -47,6 +47,30 @@ def enqueue(
         .returning(OutboxMessage.id)
     )
     return session.execute(statement).first() is not None
+
+
+def enqueue_many(session: Session, events: Sequence[Event]) -> None:
+    """`enqueue` for many events in one round of statements (an event already there is kept)."""
+    if not events:
+        return
+    now = utcnow()
+    rows = [
+        {
+            "message_id": event.message_id,
+            "routing_key": event.routing_key,
+            "payload": event.model_dump_json(),
+            "headers": None,
+            "correlation_id": None,
+            "created_at": now,
+            "attempts": 0,
+        }
+        for event in events
+    ]
+    outbox = OutboxMessage.__table__
+    statement = dialect_insert(session)(outbox).on_conflict_do_nothing(
+        index_elements=["message_id"]
+    )
+    session.execute(statement, rows)
 
 
 def already_processed(session: Session, consumer: str, message_id: str) -> bool:

@@ -100,7 +100,8 @@ class Runner:
             if callable(getattr(consumer, "handle_batch", None))
             else 0
         )
-        self._prefetch = max(prefetch, self._batch_size)
+        # Room for the next batch to arrive while one is being applied.
+        self._prefetch = max(prefetch, 2 * self._batch_size)
         self._drain_timeout = drain_timeout
         self.metrics = metrics or RunnerMetrics(consumer.name)
         self._backoff = backoff or Backoff()
@@ -178,7 +179,8 @@ class Runner:
     def _consume(self, channel: ConsumerChannel) -> None:
         last_arrival = time.monotonic()
         while not self._stop.is_set():
-            room = max(1, self._prefetch - len(self._pending))
+            # A batch never outgrows batch_size; the rest of the prefetch waits in the channel.
+            room = max(1, (self._batch_size or self._prefetch) - len(self._pending))
             messages = channel.receive(room, self._receive_timeout(last_arrival))
             if messages:
                 last_arrival = time.monotonic()
@@ -241,12 +243,12 @@ class Runner:
 
     # -- applying (worker thread) -------------------------------------------------------------
 
-    def _apply(self, batch: Sequence[_Pending]) -> _Outcome:
+    def _apply(self, batch: Sequence[_Pending], *, one_by_one: bool = False) -> _Outcome:
         outcome = _Outcome()
         try:
             with session_scope(self._sessions) as session:
                 fresh = self._skip_processed(session, batch, outcome)
-                failures = self._handle(session, fresh)
+                failures = self._handle(session, fresh, one_by_one=one_by_one)
                 for pending in fresh:
                     if pending.delivery.message_id in failures:
                         outcome.failed.append(
@@ -262,10 +264,16 @@ class Runner:
             raise
         except Exception as error:
             _raise_if_database_down(error, self._engine)
-            # The transaction rolled back: nothing in it happened, every message failed.
+            # The transaction rolled back: nothing in it happened.
             log.warning("%s: transaction failed: %s", self.consumer.name, _describe(error))
+            if not one_by_one and len(batch) > 1 and self._can_handle_each():
+                # One bad message must not sink the others: apply them one at a time.
+                return self._apply(batch, one_by_one=True)
             return _Outcome(failed=[(p.message, error) for p in batch])
         return outcome
+
+    def _can_handle_each(self) -> bool:
+        return callable(getattr(self.consumer, "handle", None))
 
     def _skip_processed(
         self, session: Session, batch: Sequence[_Pending], outcome: _Outcome
@@ -282,10 +290,12 @@ class Runner:
                 fresh.append(pending)
         return fresh
 
-    def _handle(self, session: Session, fresh: Sequence[_Pending]) -> Mapping[str, BaseException]:
+    def _handle(
+        self, session: Session, fresh: Sequence[_Pending], *, one_by_one: bool
+    ) -> Mapping[str, BaseException]:
         if not fresh:
             return {}
-        if self._batch_size:
+        if self._batch_size and not one_by_one:
             consumer: BatchConsumer = self.consumer  # type: ignore[assignment]
             started = time.perf_counter()
             try:

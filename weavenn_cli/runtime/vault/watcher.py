@@ -23,7 +23,7 @@ from sqlalchemy import exc, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from watchfiles import Change, watch
 
-from weavenn_cli.runtime.bus.outbox import dialect_insert, enqueue
+from weavenn_cli.runtime.bus.outbox import dialect_insert, enqueue_many
 from weavenn_cli.runtime.db.engine import session_scope
 from weavenn_cli.runtime.db.models import PublishedFile
 from weavenn_cli.runtime.db.types import utcnow
@@ -267,12 +267,14 @@ class VaultWatcher:
         for change in changes:
             self._sequence += 1
             events.append((change, self._event(change, self._sequence)))
+        records = []
+        for change, event in events:
+            records.append((change.path, change.digest, event.sequence))
+            if change.old_path:
+                records.append((change.old_path, None, event.sequence))
         with session_scope(self.factory) as session:
-            for change, event in events:
-                enqueue(session, event)
-                _record(session, self.config.vault_id, change.path, change.digest, event.sequence)
-                if change.old_path:
-                    _record(session, self.config.vault_id, change.old_path, None, event.sequence)
+            enqueue_many(session, [event for _change, event in events])
+            _record(session, self.config.vault_id, records)
         # One line per event for live changes; a large scan logs them at debug level.
         level = logging.INFO if len(events) <= QUIET_ABOVE else logging.DEBUG
         for change, event in events:
@@ -316,14 +318,32 @@ def _pair_moves(
     return changes
 
 
-def _record(session: Session, vault_id: str, path: str, digest: str | None, sequence: int) -> None:
-    values = {"content_hash": digest, "sequence": sequence, "updated_at": utcnow()}
-    statement = dialect_insert(session)(PublishedFile).values(
-        vault_id=vault_id, path=path, **values
+def _record(
+    session: Session, vault_id: str, records: Sequence[tuple[str, str | None, int]]
+) -> None:
+    """Remember what was published: per path, its content hash (None: gone) and sequence."""
+    now = utcnow()
+    table = PublishedFile.__table__
+    statement = dialect_insert(session)(table)
+    upsert = statement.on_conflict_do_update(
+        index_elements=["vault_id", "path"],
+        set_={
+            "content_hash": statement.excluded.content_hash,
+            "sequence": statement.excluded.sequence,
+            "updated_at": statement.excluded.updated_at,
+        },
     )
-    session.execute(
-        statement.on_conflict_do_update(index_elements=["vault_id", "path"], set_=values)
-    )
+    rows = [
+        {
+            "vault_id": vault_id,
+            "path": path,
+            "content_hash": digest,
+            "sequence": sequence,
+            "updated_at": now,
+        }
+        for path, digest, sequence in records
+    ]
+    session.execute(upsert, rows)
 
 
 def _describe(change: _Change) -> str:
