@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert, select, update
 
 from tests.bus.consumers import BatchingConsumer, RecordingConsumer, SinkingBatchConsumer
 from tests.bus.harness import Bus, vault_event, wait_until
 from weavenn_cli.runtime.bus.deadletters import DeadLetters
 from weavenn_cli.runtime.bus.transport import OutgoingMessage
+from weavenn_cli.runtime.db.models import DeliveryAttempt, InboxEntry
+from weavenn_cli.runtime.db.types import utcnow
 
 
 def _dead_letters(bus: Bus, count: int) -> list:
@@ -156,3 +160,41 @@ def test_a_batch_consumer_retries_only_the_messages_it_reports_failed(bus: Bus) 
         "notes/b.md",
     ]
     assert runner.metrics.totals()["retried"] == 1
+
+
+def test_the_runner_prunes_its_inbox_past_the_retention_and_keeps_the_rest(bus: Bus) -> None:
+    now = utcnow()
+    rows = [
+        ("recorder", "old-1", now - timedelta(hours=200)),
+        ("recorder", "old-2", now - timedelta(hours=169)),
+        ("recorder", "recent", now - timedelta(hours=1)),
+        ("someone-else", "old-3", now - timedelta(hours=200)),
+    ]
+    with bus.engine.begin() as connection:
+        connection.execute(
+            insert(InboxEntry),
+            [{"consumer": c, "message_id": m, "processed_at": t} for c, m, t in rows],
+        )
+        connection.execute(
+            insert(DeliveryAttempt),
+            [
+                {"consumer": "recorder", "message_id": "old-1", "deliveries": 2},
+                {"consumer": "recorder", "message_id": "recent", "deliveries": 1},
+            ],
+        )
+        connection.execute(
+            update(DeliveryAttempt)
+            .where(DeliveryAttempt.message_id == "old-1")
+            .values(last_delivered_at=now - timedelta(hours=200))
+        )
+
+    def inbox() -> set[tuple[str, str]]:
+        with bus.reader.connect() as connection:
+            return set(connection.execute(select(InboxEntry.consumer, InboxEntry.message_id)))
+
+    # Pruning runs when the runner starts, then every few minutes.
+    with bus.running(RecordingConsumer(), inbox_retention=timedelta(hours=168)):
+        wait_until(lambda: ("recorder", "old-1") not in inbox(), what="the prune")
+    assert inbox() == {("recorder", "recent"), ("someone-else", "old-3")}
+    with bus.reader.connect() as connection:
+        assert set(connection.scalars(select(DeliveryAttempt.message_id))) == {"recent"}

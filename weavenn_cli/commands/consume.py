@@ -53,6 +53,8 @@ def _run(consumer: object, prefetch: int, metrics_port: int | None, drain_timeou
     from weavenn_cli.runtime.consumers.runner import Runner
     from weavenn_cli.runtime.signals import stop_on_signals
 
+    from datetime import timedelta
+
     engine, transport = open_bus()
     runner = Runner(
         consumer,  # type: ignore[arg-type]
@@ -60,6 +62,7 @@ def _run(consumer: object, prefetch: int, metrics_port: int | None, drain_timeou
         engine,
         prefetch=prefetch,
         drain_timeout=drain_timeout,
+        inbox_retention=timedelta(hours=get_settings().inbox_retention_hours),
     )
     if metrics_port is not None:
         runner.metrics.serve(metrics_port)
