@@ -49,11 +49,11 @@ def consume(
 
 
 def _run(consumer: object, prefetch: int, metrics_port: int | None, drain_timeout: float) -> None:
+    from datetime import timedelta
+
     from weavenn_cli.commands.bus import open_bus
     from weavenn_cli.runtime.consumers.runner import Runner
     from weavenn_cli.runtime.signals import stop_on_signals
-
-    from datetime import timedelta
 
     engine, transport = open_bus()
     runner = Runner(

@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,10 +124,31 @@ class VaultWatcher:
         return self.publish(set(files) | self._live_paths())
 
     def publish(self, paths: Iterable[str]) -> int:
-        """Compare `paths` on disk with what was published, and publish the differences."""
+        """Compare `paths` on disk with what was published, and publish the differences.
+
+        Many changes (the initial scan) are parsed on this thread while a writer thread
+        commits the previous transaction: the database round trips hide behind the parsing.
+        Transactions still commit one after the other, in order; the first that fails stops
+        the publishing and raises here.
+        """
         changes = self._changes(sorted(set(paths)))
-        for start in range(0, len(changes), EVENTS_PER_TRANSACTION):
-            self._commit(changes[start : start + EVENTS_PER_TRANSACTION])
+        batches = [
+            changes[start : start + EVENTS_PER_TRANSACTION]
+            for start in range(0, len(changes), EVENTS_PER_TRANSACTION)
+        ]
+        if len(batches) <= 1:
+            for batch in batches:
+                self._write(self._events(batch))
+            return len(changes)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="weavenn-outbox") as writer:
+            written: Future[None] | None = None
+            for batch in batches:
+                events = self._events(batch)
+                if written is not None:
+                    written.result()
+                written = writer.submit(self._write, events)
+            if written is not None:
+                written.result()
         return len(changes)
 
     # -- the watch loop --------------------------------------------------------------------
@@ -262,11 +284,15 @@ class VaultWatcher:
             log.warning("cannot read %s: %s", path, error)
             return None
 
-    def _commit(self, changes: Sequence[_Change]) -> None:
+    def _events(self, changes: Sequence[_Change]) -> list[tuple[_Change, VaultFileEvent]]:
         events: list[tuple[_Change, VaultFileEvent]] = []
         for change in changes:
             self._sequence += 1
             events.append((change, self._event(change, self._sequence)))
+        return events
+
+    def _write(self, events: Sequence[tuple[_Change, VaultFileEvent]]) -> None:
+        """One transaction: the events into the outbox, their paths into published_files."""
         records = []
         for change, event in events:
             records.append((change.path, change.digest, event.sequence))
@@ -294,6 +320,7 @@ class VaultWatcher:
             old_path=change.old_path,
             sequence=sequence,
             content=change.content,
+            digest=change.digest,
             max_text_bytes=self.config.max_text_bytes,
             max_event_bytes=self.config.max_event_bytes,
         )
