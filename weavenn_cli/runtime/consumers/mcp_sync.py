@@ -67,10 +67,13 @@ class McpSyncConsumer:
 
 
 def _vault_event(delivery: Delivery) -> VaultFileEvent:
-    try:
-        event = VaultFileEvent.model_validate(dict(delivery.body))
-    except ValidationError as error:
-        raise PermanentError(f"not a vault file event: {_reason(error)}") from None
+    if isinstance(delivery.event, VaultFileEvent):
+        event = delivery.event  # validated by the runner already
+    else:
+        try:
+            event = VaultFileEvent.model_validate(dict(delivery.body))
+        except ValidationError as error:
+            raise PermanentError(f"not a vault file event: {_reason(error)}") from None
     if event.event_type != VAULT_FILE_DELETED and (event.note is None or not event.content_hash):
         raise PermanentError(f"{event.event_type} of {event.file_path} carries no note")
     if event.event_type == VAULT_FILE_MOVED and not event.old_path:

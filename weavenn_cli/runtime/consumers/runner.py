@@ -521,6 +521,7 @@ def _decode(message: InboundMessage) -> Delivery | str:
         headers=message.headers,
         attempt=message.attempt,
         redelivered=message.redelivered,
+        event=event,
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import posixpath
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -129,14 +129,18 @@ def reresolve(
     where: ColumnElement[bool],
     resolver: Resolver | None = None,
     params: dict[str, Any] | None = None,
+    skip_sources: Collection[str] = (),
 ) -> int:
     """Resolve again the note links matching `where` (against the notes in the database,
-    unless a resolver is given); returns how many changed."""
+    unless a resolver is given), except those written in `skip_sources` (resolved already
+    with this resolver); returns how many changed."""
     rows = session.execute(_NOTE_LINKS.where(where), params or {}).all()
     if resolver is None:
         resolver = _resolver_from_db(session, (row.target_name for row in rows))
     changes = []
     for row in rows:
+        if row.path in skip_sources:
+            continue
         resolved = resolver.resolve_note(row.path, row.target)
         if resolved != row.resolved_path:
             changes.append({"id": row.id, "resolved_path": resolved})
@@ -504,8 +508,9 @@ def _upsert_many(session: Session, items: Sequence[NoteInput]) -> None:
         resolver.add(item.path)
     created = store_notes(session, items, resolver)
     new_names = sorted({name_key(path) for path in created})
+    stored = {item.path for item in items}
     for chunk in chunks(new_names):
-        reresolve(session, NAMED_AMONG, resolver, {"names": list(chunk)})
+        reresolve(session, NAMED_AMONG, resolver, {"names": list(chunk)}, skip_sources=stored)
 
 
 def _upsert(session: Session, item: NoteInput) -> None:
