@@ -106,8 +106,20 @@ _PATHS_BY_NAME = select(Note.path).where(Note.name_key.in_(bindparam("names", ex
 _IDS_BY_PATH = select(Note.path, Note.id).where(Note.path.in_(bindparam("paths", expanding=True)))
 
 
+# One array parameter joined to the index: a long IN list is compared row by row by
+# PostgreSQL when it chooses a sequential scan (a freshly filled table has no statistics).
+_PATHS_BY_NAME_POSTGRES = text(
+    "SELECT notes.path FROM notes "
+    "JOIN unnest(CAST(:names AS text[])) AS wanted(name) ON notes.name_key = wanted.name"
+)
+
+
 def _resolver_from_db(session: Session, names: Iterable[str | None]) -> Resolver:
     wanted = sorted({name for name in names if name})
+    if session.get_bind().dialect.name == "postgresql":
+        if not wanted:
+            return Resolver(())
+        return Resolver(session.scalars(_PATHS_BY_NAME_POSTGRES, {"names": wanted}).all())
     paths: list[str] = []
     for chunk in chunks(wanted):
         paths += session.scalars(_PATHS_BY_NAME, {"names": list(chunk)}).all()
