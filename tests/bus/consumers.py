@@ -3,13 +3,15 @@
 Their effect is a row in `test_effects`, written in the runner's transaction, so a test can
 count how many times each message took effect. Behaviour is chosen by the event's file path:
 `fail-always…` raises, `fail-once…` fails its first attempt, `permanent…` is refused for good,
-`blocked…` fails while the file named by TEST_BLOCK_FILE exists; TEST_HANDLER_SLEEP slows
+`blocked…` fails while the file named by TEST_BLOCK_FILE exists, `kill-process…` kills
+its own process (SIGKILL) when TEST_KILL_PROCESS=1; TEST_HANDLER_SLEEP slows
 every message down, and TEST_STARTED_FILE gets a line per handler call.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -49,6 +51,8 @@ def _behave(delivery: Delivery) -> None:
     if sleep:
         time.sleep(sleep)
     path = str(delivery.body.get("file_path", ""))
+    if path.startswith("kill-process") and os.environ.get("TEST_KILL_PROCESS") == "1":
+        os.kill(os.getpid(), signal.SIGKILL)  # dies mid-handling, as an out-of-memory kill
     if path.startswith("fail-always"):
         raise RuntimeError(f"cannot apply {path}")
     if path.startswith("fail-once") and delivery.attempt == 1:
@@ -107,3 +111,28 @@ class BatchingConsumer:
                 )
             )
         return failures
+
+
+class SinkingBatchConsumer(BatchingConsumer):
+    """A batch that holds a `poison…` event raises as a whole; one at a time, only the poison
+    fails (for good): the runner must fall back to applying the batch message by message."""
+
+    name: ClassVar[str] = "sinker"
+
+    def handle_batch(
+        self, session: Session, deliveries: Sequence[Delivery]
+    ) -> Mapping[str, Exception]:
+        if any(str(d.body.get("file_path", "")).startswith("poison") for d in deliveries):
+            raise RuntimeError("the batch sinks")
+        return super().handle_batch(session, deliveries)
+
+    def handle(self, session: Session, delivery: Delivery) -> None:
+        if str(delivery.body.get("file_path", "")).startswith("poison"):
+            raise PermanentError("poison")
+        session.execute(
+            insert(effects).values(
+                consumer=self.name,
+                message_id=delivery.message_id,
+                file_path=str(delivery.body.get("file_path", "")),
+            )
+        )

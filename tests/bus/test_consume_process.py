@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.bus.harness import Bus, subprocess_env, vault_event, wait_until
+from weavenn_cli.runtime.bus.deadletters import DeadLetters
 
 RECORDER = "tests.bus.consumers:RecordingConsumer"
 BIN = Path(sys.executable).parent / "weavenn"
@@ -126,3 +127,42 @@ def test_an_import_path_that_is_not_a_consumer_is_refused(run_weavenn) -> None:
     result = run_weavenn("consume", "os.path:join", env={"PYTHONPATH": os.getcwd()})
     assert result.returncode == 2
     assert "is not a consumer" in result.stderr
+
+
+@pytest.mark.xdist_group("consume-process")
+def test_a_message_that_kills_the_consumer_each_time_is_dead_lettered_after_the_budget(
+    bus: Bus,
+) -> None:
+    """The broker redelivers it after every death; the count kept in the database does not
+    start over, so past the retry budget (3 here) it goes to the dead letters, and the
+    messages that arrived with it take effect once each."""
+    events = [vault_event(f"before/{i}.md") for i in range(5)]
+    events += [vault_event("kill-process.md")]
+    events += [vault_event(f"after/{i}.md") for i in range(5)]
+    bus.publish(events)
+    deaths = 0
+    for _ in range(8):  # bounded: the budget allows 1 + 3 deliveries that kill, then refuses
+        with consumer_process(bus, TEST_KILL_PROCESS="1") as process:
+            wait_until(
+                lambda p=process: p.poll() is not None or bus.effect_count() == 10,
+                what="a death or every good effect",
+                timeout=60,
+            )
+            if process.poll() is None:
+                wait_until(lambda: _dead_letters(bus), what="the killer dead-lettered")
+                break
+            deaths += 1
+    else:
+        pytest.fail("the killer message was never dead-lettered")
+    assert 2 <= deaths <= 4
+    dead = _dead_letters(bus)
+    assert [row.message_id for row in dead] == [events[5].message_id]
+    assert "without being settled" in dead[0].error
+    counts = Counter(m for m, _, _ in bus.effects())
+    assert set(counts) == {e.message_id for e in events if e is not events[5]}
+    assert max(counts.values()) == 1
+
+
+def _dead_letters(bus: Bus) -> list:
+    bus.transport.collect_dead_letters()
+    return DeadLetters(bus.engine).list()

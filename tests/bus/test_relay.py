@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select, update
 
 from tests.bus.harness import Bus, vault_event, wait_until
+from weavenn_cli.runtime.bus.lease import RELAY_LEASE, DatabaseLease
 from weavenn_cli.runtime.bus.relay import Relay
 from weavenn_cli.runtime.db.models import OutboxMessage
 from weavenn_cli.runtime.db.types import utcnow
+from weavenn_cli.runtime.errors import WeavennError
 
 
 def _pending(bus: Bus) -> int:
@@ -85,3 +88,46 @@ def test_relay_declares_the_topology_before_publishing_so_nothing_is_dropped(
     ready = {q.queue: q.ready for q in transport.status().queues}
     transport.close()
     assert ready["mcp_sync"] == 3
+
+
+def test_a_second_relay_waits_while_the_first_holds_the_lease_and_takes_over_when_it_stops(
+    bus: Bus,
+) -> None:
+    first = Relay(bus.engine, bus.transport.publisher, lease_seconds=1.5, poll_interval=0.05)
+    second = Relay(bus.engine, bus.transport.publisher, lease_seconds=1.5, poll_interval=0.05)
+    first.start()
+    try:
+        wait_until(lambda: first.holds_lease, what="the first relay's lease")
+        second.start()
+        bus.enqueue([vault_event(f"leased/{i}.md") for i in range(20)])
+        first.wake()
+        second.wake()
+        wait_until(lambda: _pending(bus) == 0, what="the outbox published")
+        assert (first.stats.published, second.stats.published) == (20, 0)
+        assert not second.holds_lease
+    finally:
+        first.stop()
+    try:
+        wait_until(lambda: second.holds_lease, what="the second relay taking over")
+        bus.enqueue([vault_event(f"later/{i}.md") for i in range(5)])
+        second.wake()
+        wait_until(lambda: second.stats.published == 5, what="the second relay publishing")
+    finally:
+        second.stop()
+    assert bus.queue("mcp_sync").ready == 25  # nothing was published twice
+
+
+def test_a_relay_takes_over_the_lease_a_dead_holder_left_to_expire(bus: Bus) -> None:
+    dead = DatabaseLease(bus.engine, RELAY_LEASE, ttl=timedelta(seconds=1), holder="dead:1")
+    assert dead.acquire()
+    relay = Relay(bus.engine, bus.transport.publisher, lease_seconds=1, poll_interval=0.05)
+    bus.enqueue([vault_event("after-a-crash.md")])
+    with pytest.raises(WeavennError, match="dead:1"):
+        relay.drain()  # `weavenn relay --once` refuses while the lease runs
+    relay.start()
+    try:
+        wait_until(lambda: relay.stats.published == 1, what="the takeover")
+    finally:
+        relay.stop()
+    # A relay that stops releases the lease: the next one need not wait for it to expire.
+    assert DatabaseLease(bus.engine, RELAY_LEASE, ttl=timedelta(seconds=1)).current() is None

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert, select, update
 
-from tests.bus.consumers import BatchingConsumer, RecordingConsumer
+from tests.bus.consumers import BatchingConsumer, RecordingConsumer, SinkingBatchConsumer
 from tests.bus.harness import Bus, vault_event, wait_until
 from weavenn_cli.runtime.bus.deadletters import DeadLetters
 from weavenn_cli.runtime.bus.transport import OutgoingMessage
+from weavenn_cli.runtime.db.models import DeliveryAttempt, InboxEntry
+from weavenn_cli.runtime.db.types import utcnow
 
 
 def _dead_letters(bus: Bus, count: int) -> list:
@@ -132,6 +136,20 @@ def test_a_batch_consumer_applies_full_batches_and_flushes_the_rest_when_idle(bu
     assert len(batches) >= 3  # 12 messages cannot fit in fewer batches of 5
 
 
+def test_a_failing_batch_falls_back_to_one_message_at_a_time(bus: Bus) -> None:
+    """One poison message must not sink the batch it arrived in."""
+    events = [vault_event(f"notes/{i}.md") for i in range(2)]
+    events += [vault_event("poison.md"), *(vault_event(f"notes/{i}.md") for i in range(2, 4))]
+    bus.publish(events)
+    with bus.running(SinkingBatchConsumer()) as runner:
+        wait_until(lambda: bus.effect_count() == 4, what="the four good messages")
+        dead = _dead_letters(bus, 1)
+        wait_until(lambda: bus.queue("git_auto_commit").ready == 0, what="acks")
+    assert [row.message_id for row in dead] == [events[2].message_id]
+    assert sorted(path for _, path, _ in bus.effects()) == [f"notes/{i}.md" for i in range(4)]
+    assert runner.metrics.totals()["processed"] == 4
+
+
 def test_a_batch_consumer_retries_only_the_messages_it_reports_failed(bus: Bus) -> None:
     bus.publish([vault_event("notes/a.md"), vault_event("fail-once.md"), vault_event("notes/b.md")])
     with bus.running(BatchingConsumer()) as runner:
@@ -142,3 +160,41 @@ def test_a_batch_consumer_retries_only_the_messages_it_reports_failed(bus: Bus) 
         "notes/b.md",
     ]
     assert runner.metrics.totals()["retried"] == 1
+
+
+def test_the_runner_prunes_its_inbox_past_the_retention_and_keeps_the_rest(bus: Bus) -> None:
+    now = utcnow()
+    rows = [
+        ("recorder", "old-1", now - timedelta(hours=200)),
+        ("recorder", "old-2", now - timedelta(hours=169)),
+        ("recorder", "recent", now - timedelta(hours=1)),
+        ("someone-else", "old-3", now - timedelta(hours=200)),
+    ]
+    with bus.engine.begin() as connection:
+        connection.execute(
+            insert(InboxEntry),
+            [{"consumer": c, "message_id": m, "processed_at": t} for c, m, t in rows],
+        )
+        connection.execute(
+            insert(DeliveryAttempt),
+            [
+                {"consumer": "recorder", "message_id": "old-1", "deliveries": 2},
+                {"consumer": "recorder", "message_id": "recent", "deliveries": 1},
+            ],
+        )
+        connection.execute(
+            update(DeliveryAttempt)
+            .where(DeliveryAttempt.message_id == "old-1")
+            .values(last_delivered_at=now - timedelta(hours=200))
+        )
+
+    def inbox() -> set[tuple[str, str]]:
+        with bus.reader.connect() as connection:
+            return set(connection.execute(select(InboxEntry.consumer, InboxEntry.message_id)))
+
+    # Pruning runs when the runner starts, then every few minutes.
+    with bus.running(RecordingConsumer(), inbox_retention=timedelta(hours=168)):
+        wait_until(lambda: ("recorder", "old-1") not in inbox(), what="the prune")
+    assert inbox() == {("recorder", "recent"), ("someone-else", "old-3")}
+    with bus.reader.connect() as connection:
+        assert set(connection.scalars(select(DeliveryAttempt.message_id))) == {"recent"}

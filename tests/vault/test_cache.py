@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from weavenn_cli.runtime.db.engine import session_scope
-from weavenn_cli.runtime.db.models import Note, NoteHeading, NoteLink, NoteTag
+from weavenn_cli.runtime.db.models import Note, NoteHeading, NoteLink, NoteTag, NoteVersion
 from weavenn_cli.runtime.vault import queries
-from weavenn_cli.runtime.vault.cache import Resolver, apply_event
+from weavenn_cli.runtime.vault.cache import Resolver, apply_event, apply_events
 from weavenn_cli.runtime.vault.parser import Link
 
 Factory = sessionmaker[Session]
@@ -188,3 +188,57 @@ def test_a_move_delivered_after_a_newer_update_of_its_target(sessions: Factory, 
     assert details(sessions, "old.md") is None
     note = details(sessions, "new.md")
     assert note is not None and note.title == "Newest"
+
+
+def _cache_state(factory: Factory) -> dict[str, tuple]:
+    with factory() as session:
+        notes = session.execute(select(Note.id, Note.path, Note.title, Note.content_hash)).all()
+        by_id = {note.id: note.path for note in notes}
+        links = session.execute(
+            select(NoteLink.note_id, NoteLink.position, NoteLink.target, NoteLink.resolved_path)
+        ).all()
+        tags = session.execute(select(NoteTag.note_id, NoteTag.tag)).all()
+    state: dict[str, tuple] = {n.path: (n.title, n.content_hash, [], []) for n in notes}
+    for link in sorted(links, key=lambda row: row.position):
+        state[by_id[link.note_id]][2].append((link.target, link.resolved_path))
+    for tag in tags:
+        state[by_id[tag.note_id]][3].append(tag.tag)
+    return {path: (t, h, links, sorted(tags)) for path, (t, h, links, tags) in state.items()}
+
+
+def test_a_batch_of_events_leaves_the_cache_as_applying_them_one_by_one(
+    sessions: Factory, make_event
+) -> None:
+    """Runs of creates and updates go in at once; a repeated path, a delete or a move in the
+    middle keeps its place in the order."""
+    events = [
+        make_event("vault.file.created", "a.md", "# A\n[[b]] [[c]] #one"),
+        make_event("vault.file.created", "b.md", "# B\n[[a]] [[gone]]"),
+        make_event("vault.file.created", "gone.md", "# Gone"),
+        make_event("vault.file.updated", "a.md", "# A2\n[[b]] [[new]] #two"),
+        make_event("vault.file.created", "c.md", "# C\n[[new]]"),
+        make_event("vault.file.deleted", "gone.md"),
+        make_event("vault.file.created", "dir/new.md", "# New\n[[a]]"),
+        make_event("vault.file.moved", "dir/b.md", "# B\n[[a]] [[gone]]", old_path="b.md"),
+        make_event("vault.file.created", "d.md", "# D\n[[b]] [[dir/b]]"),
+    ]
+    with session_scope(sessions) as session:
+        assert apply_events(session, events) == [True] * len(events)
+    state = _cache_state(sessions)
+    with session_scope(sessions) as session:
+        for model in (NoteLink, NoteTag, NoteHeading, Note, NoteVersion):
+            session.execute(delete(model))
+    assert apply(sessions, *events) == [True] * len(events)
+    assert state == _cache_state(sessions)
+    assert state["d.md"][2] == [("b", "dir/b.md"), ("dir/b", "dir/b.md")]
+    assert "gone.md" not in state and state["a.md"][0] == "A2"
+
+
+def test_a_batch_skips_events_older_than_the_cache(sessions: Factory, make_event) -> None:
+    old = make_event("vault.file.created", "n.md", "# Old")
+    new = make_event("vault.file.updated", "n.md", "# New")
+    other = make_event("vault.file.created", "o.md", "# Other")
+    apply(sessions, new)
+    with session_scope(sessions) as session:
+        assert apply_events(session, [old, other]) == [False, True]
+    assert details(sessions, "n.md").title == "New"  # type: ignore[union-attr]

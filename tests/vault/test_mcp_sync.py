@@ -79,3 +79,20 @@ def test_a_delivered_event_lands_in_the_cache(sessions: Factory, make_event) -> 
 def test_a_malformed_body_is_a_permanent_error(sqlite_sessions: Factory, body: dict) -> None:
     with pytest.raises(PermanentError):
         deliver(sqlite_sessions, body)
+
+
+def test_a_batch_refuses_a_malformed_message_and_applies_the_others(
+    sessions: Factory, make_event
+) -> None:
+    good = [make_event("vault.file.created", f"n{i}.md", f"# N{i}\n[[n0]]") for i in range(3)]
+    deliveries = [
+        Delivery(message_id=e.message_id, routing_key=e.routing_key, body=e.model_dump(mode="json"))
+        for e in good
+    ]
+    bad = Delivery(message_id="bad", routing_key="vault.file.created", body={"message_id": "bad"})
+    with session_scope(sessions) as session:
+        failures = McpSyncConsumer().handle_batch(session, [deliveries[0], bad, *deliveries[1:]])
+    assert list(failures) == ["bad"] and isinstance(failures["bad"], PermanentError)
+    with sessions() as session:
+        note = queries.note_details(session, "n2.md")
+        assert note is not None and note.links[0].resolved_path == "n0.md"

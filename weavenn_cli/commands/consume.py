@@ -49,6 +49,8 @@ def consume(
 
 
 def _run(consumer: object, prefetch: int, metrics_port: int | None, drain_timeout: float) -> None:
+    from datetime import timedelta
+
     from weavenn_cli.commands.bus import open_bus
     from weavenn_cli.runtime.consumers.runner import Runner
     from weavenn_cli.runtime.signals import stop_on_signals
@@ -60,6 +62,7 @@ def _run(consumer: object, prefetch: int, metrics_port: int | None, drain_timeou
         engine,
         prefetch=prefetch,
         drain_timeout=drain_timeout,
+        inbox_retention=timedelta(hours=get_settings().inbox_retention_hours),
     )
     if metrics_port is not None:
         runner.metrics.serve(metrics_port)

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     # Delays before each retry of a failed message; after the last one it is dead-lettered.
     bus_retry_delays: Annotated[tuple[float, ...], NoDecode] = DEFAULT_RETRY_DELAYS
     outbox_retention_hours: float = Field(default=24.0, gt=0)
+    # How long a consumer remembers the messages it applied (its inbox), to skip redeliveries.
+    inbox_retention_hours: float = Field(default=168.0, gt=0)
     vault_path: Path = Path("./vault")
     vault_id: str = "weave-nn"
     # Comma-separated glob patterns, matched against file names (FILE_PATTERNS) and against

@@ -6,15 +6,16 @@ change that caused it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from weavenn_cli.runtime.db.models import InboxEntry, OutboxMessage
+from weavenn_cli.runtime.db.models import DeliveryAttempt, InboxEntry, OutboxMessage
 from weavenn_cli.runtime.db.types import utcnow
 from weavenn_cli.runtime.events import Event
 
@@ -49,6 +50,30 @@ def enqueue(
     return session.execute(statement).first() is not None
 
 
+def enqueue_many(session: Session, events: Sequence[Event]) -> None:
+    """`enqueue` for many events in one round of statements (an event already there is kept)."""
+    if not events:
+        return
+    now = utcnow()
+    rows = [
+        {
+            "message_id": event.message_id,
+            "routing_key": event.routing_key,
+            "payload": event.model_dump_json(),
+            "headers": None,
+            "correlation_id": None,
+            "created_at": now,
+            "attempts": 0,
+        }
+        for event in events
+    ]
+    outbox = OutboxMessage.__table__
+    statement = dialect_insert(session)(outbox).on_conflict_do_nothing(
+        index_elements=["message_id"]
+    )
+    session.execute(statement, rows)
+
+
 def already_processed(session: Session, consumer: str, message_id: str) -> bool:
     query = select(InboxEntry.message_id).where(
         InboxEntry.consumer == consumer, InboxEntry.message_id == message_id
@@ -76,3 +101,39 @@ def pending_count(session: Session) -> int:
     """Events the relay has not published yet."""
     query = select(func.count()).where(OutboxMessage.published_at.is_(None))
     return int(session.scalar(query) or 0)
+
+
+def prune_inbox(session: Session, consumer: str, older_than: datetime, limit: int) -> int:
+    """Forget up to `limit` messages `consumer` applied before `older_than`, and their
+    delivery counts; returns how many inbox entries went."""
+    old = (
+        select(InboxEntry.message_id)
+        .where(InboxEntry.consumer == consumer, InboxEntry.processed_at < older_than)
+        .limit(limit)
+        .scalar_subquery()
+    )
+    result = session.execute(
+        delete(InboxEntry).where(InboxEntry.consumer == consumer, InboxEntry.message_id.in_(old))
+    )
+    session.execute(
+        delete(DeliveryAttempt).where(
+            DeliveryAttempt.consumer == consumer, DeliveryAttempt.last_delivered_at < older_than
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def count_delivery(session: Session, consumer: str, message_id: str) -> int:
+    """Add one to the deliveries of `message_id` to `consumer`; returns the new count."""
+    table = DeliveryAttempt.__table__
+    statement = dialect_insert(session)(table).values(
+        consumer=consumer, message_id=message_id, deliveries=1, last_delivered_at=utcnow()
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=["consumer", "message_id"],
+        set_={
+            "deliveries": table.c.deliveries + 1,
+            "last_delivered_at": statement.excluded.last_delivered_at,
+        },
+    ).returning(table.c.deliveries)
+    return int(session.execute(statement).scalar_one())

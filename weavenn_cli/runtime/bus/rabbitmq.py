@@ -504,6 +504,7 @@ class RabbitConsumerChannel:
         self._topology = topology
         self._queue = queue
         self._buffer: deque[bus.InboundMessage] = deque()
+        self._unsettled: set[int] = set()  # delivery tags neither acked nor rejected
         with broker_errors():
             self._connection = pika.BlockingConnection(parameters)
             try:
@@ -537,14 +538,24 @@ class RabbitConsumerChannel:
         self._connection.add_callback_threadsafe(lambda: None)
 
     def ack(self, messages: Sequence[bus.InboundMessage]) -> None:
+        tags = {message.handle for message in messages}
+        if not tags:
+            return
+        top = max(tags)
         with broker_errors():
-            for message in messages:
-                self._channel.basic_ack(delivery_tag=message.handle)
+            if all(tag in tags for tag in self._unsettled if tag <= top):
+                # Everything up to `top` is settled by this: one frame acks the lot.
+                self._channel.basic_ack(delivery_tag=top, multiple=True)
+            else:
+                for tag in sorted(tags):
+                    self._channel.basic_ack(delivery_tag=tag)
+        self._unsettled.difference_update(tags)
 
     def requeue(self, messages: Sequence[bus.InboundMessage]) -> None:
         with broker_errors():
             for message in messages:
                 self._channel.basic_nack(delivery_tag=message.handle, requeue=True)
+                self._unsettled.discard(message.handle)
 
     def retry_later(
         self, message: bus.InboundMessage, *, delay: float, attempt: int, error: str
@@ -582,8 +593,10 @@ class RabbitConsumerChannel:
                 exchange, routing_key, outgoing.body, properties(outgoing), mandatory=True
             )
             self._channel.basic_ack(delivery_tag=message.handle)
+        self._unsettled.discard(message.handle)
 
     def _on_message(self, _channel: Any, method: Any, props: Any, body: bytes) -> None:
+        self._unsettled.add(method.delivery_tag)
         self._buffer.append(_inbound(self._queue, method, props, body))
 
 

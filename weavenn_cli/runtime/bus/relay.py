@@ -6,6 +6,10 @@ confirmed ones. A broker outage delays events, never loses them: the relay backs
 reconnects and carries on where the last confirmed row left off. It runs as `weavenn relay`
 or inside another process (the watcher, the API server) as a thread: `start()`, `wake()`
 after committing an event, `stop()`.
+
+Only one relay publishes an outbox at a time: each holds a lease in the database (see
+`lease.py`) and renews it every cycle; the others wait and take over when it is released or
+expires.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from datetime import timedelta
 from sqlalchemy import Engine, delete, exc, select, update
 
 from weavenn_cli.runtime.bus.backoff import Backoff
+from weavenn_cli.runtime.bus.lease import RELAY_LEASE, DatabaseLease
 from weavenn_cli.runtime.bus.transport import (
     BrokerUnavailable,
     OutgoingMessage,
@@ -29,10 +34,12 @@ from weavenn_cli.runtime.bus.transport import (
 from weavenn_cli.runtime.db.engine import reader_engine, session_factory, session_scope
 from weavenn_cli.runtime.db.models import OutboxMessage
 from weavenn_cli.runtime.db.types import utcnow
+from weavenn_cli.runtime.errors import WeavennError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW = 500
+DEFAULT_LEASE_SECONDS = 15.0
 PRUNE_EVERY_SECONDS = 60.0
 PRUNE_CHUNK = 5000
 
@@ -57,7 +64,11 @@ class Relay:
         retention: timedelta = timedelta(hours=24),
         poll_interval: float = 0.25,
         backoff: Backoff | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
+        self._lease = DatabaseLease(engine, RELAY_LEASE, ttl=timedelta(seconds=lease_seconds))
+        self._lease_renewed_at: float | None = None  # monotonic time of the last renewal
+        self._waiting_for: str | None = None  # the other holder we last logged
         self._sessions = session_factory(engine)
         self._reads = session_factory(reader_engine(engine))
         self._open_publisher = open_publisher
@@ -89,25 +100,84 @@ class Relay:
         """Publish now instead of at the next poll (call after committing an outbox row)."""
         self._wake.set()
 
+    @property
+    def holds_lease(self) -> bool:
+        return self._lease_renewed_at is not None
+
     def run(self) -> None:
-        """Publish until stopped; broker and database outages are waited out."""
+        """Publish until stopped; broker and database outages are waited out, and so is
+        another relay holding the outbox's lease."""
         try:
             while not self._stop.is_set():
+                if not self._hold_lease():
+                    self._stop.wait(self._lease.ttl.total_seconds() / 3)
+                    continue
                 if self._cycle() == 0:
                     self._wake.wait(self._poll_interval)
                     self._wake.clear()
         finally:
             self._close_publisher()
+            self._release_lease()
 
     def drain(self) -> int:
         """Publish everything pending now, then return how many were published (`--once`)."""
+        if not self._hold_lease():
+            current = self._lease.current()
+            who = f" ({current.holder})" if current else ""
+            raise WeavennError(
+                f"another relay{who} is publishing this outbox: it holds the relay lease; "
+                "stop it first, or let it do the work"
+            )
         total = 0
         try:
             while (published := self.publish_pending()) > 0:
                 total += published
+                self._hold_lease()
         finally:
             self._close_publisher()
+            self._release_lease()
         return total
+
+    # -- the lease ----------------------------------------------------------------------------
+
+    def _hold_lease(self) -> bool:
+        """Take or renew the relay lease (renewed every third of its time); False while
+        another relay holds it."""
+        ttl = self._lease.ttl.total_seconds()
+        renewed = self._lease_renewed_at
+        if renewed is not None and time.monotonic() - renewed < ttl / 3:
+            return True
+        try:
+            held = self._lease.acquire()
+        except (exc.OperationalError, exc.InterfaceError) as error:
+            self._lease_renewed_at = None
+            self._outage(f"cannot take the relay lease: {_first_line(error)}")
+            return False
+        if not held:
+            self._lease_renewed_at = None
+            self._log_waiting()
+            return False
+        if renewed is None:
+            log.info("relay: took the outbox lease (%s)", self._lease.holder)
+        self._waiting_for = None
+        self._lease_renewed_at = time.monotonic()
+        return True
+
+    def _log_waiting(self) -> None:
+        current = self._lease.current()
+        holder = current.holder if current else "another relay"
+        if holder != self._waiting_for:
+            log.info("relay: %s publishes this outbox; waiting to take over", holder)
+            self._waiting_for = holder
+
+    def _release_lease(self) -> None:
+        if self._lease_renewed_at is None:
+            return
+        self._lease_renewed_at = None
+        try:
+            self._lease.release()
+        except exc.DBAPIError as error:
+            log.warning("relay: could not release the lease (it expires): %s", _first_line(error))
 
     # -- one cycle ----------------------------------------------------------------------------
 
@@ -119,8 +189,7 @@ class Relay:
             self._outage(f"broker unavailable: {error.message}")
             return 0
         except (exc.OperationalError, exc.InterfaceError) as error:
-            reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
-            self._outage(f"database unavailable: {reason}")
+            self._outage(f"database unavailable: {_first_line(error)}")
             return 0
         self._backoff.reset()
         return published
@@ -207,3 +276,8 @@ class Relay:
                 self._publisher.close()
             finally:
                 self._publisher = None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", error)).strip()
+    return text.splitlines()[0] if text else type(error).__name__

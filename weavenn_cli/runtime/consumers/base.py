@@ -25,6 +25,9 @@ class Delivery:
     headers: Mapping[str, Any] = field(default_factory=dict)
     attempt: int = 1
     redelivered: bool = False
+    event: Any = None
+    """The body as the runner validated it (the event model of its routing key), if it did:
+    a consumer may use it instead of validating the body again."""
 
 
 class Consumer(Protocol):

@@ -8,6 +8,13 @@ dead-lettered with the error and its attempt count. A consumer that implements
 `handle_batch` gets its messages in batches (flushed when full, or when none arrived for a
 while) and they are acked after the batch's effect committed.
 
+A message the broker redelivers (its consumer died or lost the connection before settling
+it) is applied alone, after one more delivery is counted for it in the database in a
+transaction of its own: a message that kills the process each time it is handled never
+settles, so no retry count moves, but this one does, and past the retry budget the message
+is dead-lettered instead of being handled again. Inbox entries (and delivery counts) older
+than the inbox retention are pruned as the runner goes.
+
 Handlers run on a worker thread while the runner keeps the transport alive (heartbeats,
 leases). An unreachable database is waited out: the messages in hand go back to the queue,
 the runner pauses and reconnects, and no retry is spent. On stop (SIGTERM) it takes no more
@@ -22,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import partial
 
 from pydantic import ValidationError
@@ -46,6 +54,7 @@ from weavenn_cli.runtime.consumers.base import (
 )
 from weavenn_cli.runtime.consumers.metrics import RunnerMetrics
 from weavenn_cli.runtime.db.engine import is_reachable, session_factory, session_scope
+from weavenn_cli.runtime.db.types import utcnow
 from weavenn_cli.runtime.errors import ConfigError
 from weavenn_cli.runtime.events import model_for
 
@@ -54,6 +63,9 @@ log = logging.getLogger(__name__)
 RECEIVE_TIMEOUT_SECONDS = 0.5
 DEFAULT_PREFETCH = 50
 DEFAULT_DRAIN_TIMEOUT = 30.0
+DEFAULT_INBOX_RETENTION = timedelta(hours=168)
+PRUNE_EVERY_SECONDS = 300.0
+PRUNE_CHUNK = 5000
 
 
 class DatabaseUnavailable(Exception):
@@ -74,6 +86,7 @@ class _Outcome:
     applied: int = 0
     duplicates: int = 0
     failed: list[tuple[InboundMessage, BaseException]] = field(default_factory=list)
+    refused: list[tuple[InboundMessage, str]] = field(default_factory=list)
 
 
 class Runner:
@@ -89,6 +102,7 @@ class Runner:
         drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
         metrics: RunnerMetrics | None = None,
         backoff: Backoff | None = None,
+        inbox_retention: timedelta = DEFAULT_INBOX_RETENTION,
     ) -> None:
         self.consumer = consumer
         self._transport = transport
@@ -100,13 +114,18 @@ class Runner:
             if callable(getattr(consumer, "handle_batch", None))
             else 0
         )
-        self._prefetch = max(prefetch, self._batch_size)
+        # Room for the next batch to arrive while one is being applied.
+        self._prefetch = max(prefetch, 2 * self._batch_size)
         self._drain_timeout = drain_timeout
         self.metrics = metrics or RunnerMetrics(consumer.name)
         self._backoff = backoff or Backoff()
         self._stop = threading.Event()
         self._stop_deadline: float | None = None
         self._pending: list[_Pending] = []
+        self._inbox_retention = inbox_retention
+        self._last_prune = -float("inf")
+        # Redeliveries a message may get without ever settling before it is dead-lettered.
+        self._max_unsettled = transport.topology.max_attempts
         self._check_topology()
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -188,13 +207,15 @@ class Runner:
     def _consume(self, channel: ConsumerChannel) -> None:
         last_arrival = time.monotonic()
         while not self._stop.is_set():
-            room = max(1, self._prefetch - len(self._pending))
+            # A batch never outgrows batch_size; the rest of the prefetch waits in the channel.
+            room = max(1, (self._batch_size or self._prefetch) - len(self._pending))
             messages = channel.receive(room, self._receive_timeout(last_arrival))
             if messages:
                 last_arrival = time.monotonic()
                 self._take(channel, messages)
             if self._flush_due(last_arrival):
                 self._flush(channel)
+            self._prune_inbox_if_due()
         channel.cancel()
         if self._pending:
             self._flush(channel)
@@ -229,13 +250,32 @@ class Runner:
 
     def _flush(self, channel: ConsumerChannel) -> None:
         batch, self._pending = self._pending, []
-        job = _Job(lambda: self._apply(batch), on_done=channel.wake)
+        # Redelivered messages go one at a time: if one of them is what killed the last
+        # consumer, it must not take a batch of innocent messages down with it again.
+        jobs: list[tuple[list[_Pending], Callable[[], _Outcome]]] = [
+            ([p], partial(self._apply_redelivered, p)) for p in batch if p.message.redelivered
+        ]
+        first = [p for p in batch if not p.message.redelivered]
+        if first:
+            jobs.append((first, partial(self._apply, first)))
+        for number, (messages, work) in enumerate(jobs):
+            if not self._run_job(channel, messages, work):
+                rest = [p.message for later, _ in jobs[number + 1 :] for p in later]
+                self._requeue_quietly(channel, rest)
+                return
+
+    def _run_job(
+        self, channel: ConsumerChannel, batch: list[_Pending], work: Callable[[], _Outcome]
+    ) -> bool:
+        """Apply on the worker thread, keep the transport alive, settle; False when the
+        drain timeout sent the batch back to the queue."""
+        job = _Job(work, on_done=channel.wake)
         try:
             while not job.done.is_set():
                 if self._stop_deadline is not None and time.monotonic() > self._stop_deadline:
                     log.warning("drain timeout: %d messages go back to the queue", len(batch))
                     self._requeue_quietly(channel, [p.message for p in batch])
-                    return
+                    return False
                 channel.keep_alive(RECEIVE_TIMEOUT_SECONDS)
         except BrokerUnavailable:
             # The broker redelivers the batch; let this transaction end before reconnecting,
@@ -248,15 +288,16 @@ class Runner:
         if job.error is not None:
             raise job.error
         self._settle(channel, job.result)
+        return True
 
     # -- applying (worker thread) -------------------------------------------------------------
 
-    def _apply(self, batch: Sequence[_Pending]) -> _Outcome:
+    def _apply(self, batch: Sequence[_Pending], *, one_by_one: bool = False) -> _Outcome:
         outcome = _Outcome()
         try:
             with session_scope(self._sessions) as session:
                 fresh = self._skip_processed(session, batch, outcome)
-                failures = self._handle(session, fresh)
+                failures = self._handle(session, fresh, one_by_one=one_by_one)
                 for pending in fresh:
                     if pending.delivery.message_id in failures:
                         outcome.failed.append(
@@ -272,10 +313,34 @@ class Runner:
             raise
         except Exception as error:
             _raise_if_database_down(error, self._engine)
-            # The transaction rolled back: nothing in it happened, every message failed.
+            # The transaction rolled back: nothing in it happened.
             log.warning("%s: transaction failed: %s", self.consumer.name, _describe(error))
+            if not one_by_one and len(batch) > 1 and self._can_handle_each():
+                # One bad message must not sink the others: apply them one at a time.
+                return self._apply(batch, one_by_one=True)
             return _Outcome(failed=[(p.message, error) for p in batch])
         return outcome
+
+    def _apply_redelivered(self, pending: _Pending) -> _Outcome:
+        """Count one more delivery (committed before handling), then apply it alone, or
+        dead-letter it when it was redelivered more often than the retry budget allows."""
+        message_id = pending.delivery.message_id
+        try:
+            with session_scope(self._sessions) as session:
+                deliveries = outbox.count_delivery(session, self.consumer.name, message_id)
+        except Exception as error:
+            _raise_if_database_down(error, self._engine)
+            return _Outcome(failed=[(pending.message, error)])
+        if deliveries > self._max_unsettled:
+            reason = (
+                f"redelivered {deliveries} times without being settled: handling it stops "
+                "the consumer (killed, crashed, out of memory?)"
+            )
+            return _Outcome(refused=[(pending.message, reason)])
+        return self._apply([pending])
+
+    def _can_handle_each(self) -> bool:
+        return callable(getattr(self.consumer, "handle", None))
 
     def _skip_processed(
         self, session: Session, batch: Sequence[_Pending], outcome: _Outcome
@@ -292,10 +357,12 @@ class Runner:
                 fresh.append(pending)
         return fresh
 
-    def _handle(self, session: Session, fresh: Sequence[_Pending]) -> Mapping[str, BaseException]:
+    def _handle(
+        self, session: Session, fresh: Sequence[_Pending], *, one_by_one: bool
+    ) -> Mapping[str, BaseException]:
         if not fresh:
             return {}
-        if self._batch_size:
+        if self._batch_size and not one_by_one:
             consumer: BatchConsumer = self.consumer  # type: ignore[assignment]
             started = time.perf_counter()
             try:
@@ -330,6 +397,35 @@ class Runner:
         for message, error in outcome.failed:
             self.metrics.failed()
             self._fail(channel, message, error)
+        for message, reason in outcome.refused:
+            log.warning("%s: message %s %s", self.consumer.name, message.message_id, reason)
+            self.metrics.failed()
+            self._dead_letter(channel, message, reason)
+
+    # -- housekeeping -------------------------------------------------------------------------
+
+    def _prune_inbox_if_due(self) -> None:
+        if time.monotonic() - self._last_prune < PRUNE_EVERY_SECONDS:
+            return
+        self._last_prune = time.monotonic()
+        try:
+            pruned = self.prune_inbox()
+        except exc.DBAPIError as error:
+            log.warning("%s: could not prune the inbox: %s", self.consumer.name, _describe(error))
+            return
+        if pruned:
+            log.info("%s: forgot %d inbox entries past the retention", self.consumer.name, pruned)
+
+    def prune_inbox(self) -> int:
+        """Delete this consumer's inbox entries older than the retention, a chunk at a time."""
+        cutoff = utcnow() - self._inbox_retention
+        pruned = 0
+        while True:
+            with session_scope(self._sessions) as session:
+                deleted = outbox.prune_inbox(session, self.consumer.name, cutoff, PRUNE_CHUNK)
+            pruned += deleted
+            if deleted < PRUNE_CHUNK:
+                return pruned
 
     def _fail(
         self, channel: ConsumerChannel, message: InboundMessage, error: BaseException
@@ -435,6 +531,7 @@ def _decode(message: InboundMessage) -> Delivery | str:
         headers=message.headers,
         attempt=message.attempt,
         redelivered=message.redelivered,
+        event=event,
     )
 
 

@@ -28,6 +28,8 @@ OPERATIONAL_TABLES = frozenset(
         "dead_letters",
         "bus_messages",
         "bus_consumers",
+        "leases",
+        "delivery_attempts",
         "runtime_flags",
         "backfill_checkpoints",
         "backfill_rejects",

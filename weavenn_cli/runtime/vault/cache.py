@@ -6,14 +6,15 @@ with the consumer's inbox entry.
 
 from __future__ import annotations
 
+import json
 import posixpath
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, bindparam, delete, insert, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from weavenn_cli.runtime.bus.outbox import dialect_insert
@@ -105,8 +106,20 @@ _PATHS_BY_NAME = select(Note.path).where(Note.name_key.in_(bindparam("names", ex
 _IDS_BY_PATH = select(Note.path, Note.id).where(Note.path.in_(bindparam("paths", expanding=True)))
 
 
+# One array parameter joined to the index: a long IN list is compared row by row by
+# PostgreSQL when it chooses a sequential scan (a freshly filled table has no statistics).
+_PATHS_BY_NAME_POSTGRES = text(
+    "SELECT notes.path FROM notes "
+    "JOIN unnest(CAST(:names AS text[])) AS wanted(name) ON notes.name_key = wanted.name"
+)
+
+
 def _resolver_from_db(session: Session, names: Iterable[str | None]) -> Resolver:
     wanted = sorted({name for name in names if name})
+    if session.get_bind().dialect.name == "postgresql":
+        if not wanted:
+            return Resolver(())
+        return Resolver(session.scalars(_PATHS_BY_NAME_POSTGRES, {"names": wanted}).all())
     paths: list[str] = []
     for chunk in chunks(wanted):
         paths += session.scalars(_PATHS_BY_NAME, {"names": list(chunk)}).all()
@@ -120,6 +133,7 @@ _NOTE_LINKS = (
 )
 # Links that name a file, as a bound parameter so the statement is compiled once.
 NAMING = NoteLink.target_name == bindparam("name")
+NAMED_AMONG = NoteLink.target_name.in_(bindparam("names", expanding=True))
 
 
 def reresolve(
@@ -127,20 +141,41 @@ def reresolve(
     where: ColumnElement[bool],
     resolver: Resolver | None = None,
     params: dict[str, Any] | None = None,
+    skip_sources: Collection[str] = (),
 ) -> int:
     """Resolve again the note links matching `where` (against the notes in the database,
-    unless a resolver is given); returns how many changed."""
+    unless a resolver is given), except those written in `skip_sources` (resolved already
+    with this resolver); returns how many changed."""
     rows = session.execute(_NOTE_LINKS.where(where), params or {}).all()
     if resolver is None:
         resolver = _resolver_from_db(session, (row.target_name for row in rows))
     changes = []
     for row in rows:
+        if row.path in skip_sources:
+            continue
         resolved = resolver.resolve_note(row.path, row.target)
         if resolved != row.resolved_path:
             changes.append({"id": row.id, "resolved_path": resolved})
+    _set_resolved_paths(session, changes)
+    return len(changes)
+
+
+_SET_RESOLVED_PATHS = text(
+    "UPDATE note_links SET resolved_path = changed.path "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:paths AS text[])) AS changed(id, path) "
+    "WHERE note_links.id = changed.id"
+)
+
+
+def _set_resolved_paths(session: Session, changes: Sequence[dict[str, Any]]) -> None:
+    if session.get_bind().dialect.name == "postgresql" and changes:
+        # One statement for all: an executemany would run one UPDATE per link.
+        ids = [change["id"] for change in changes]
+        paths = [change["resolved_path"] for change in changes]
+        session.execute(_SET_RESOLVED_PATHS, {"ids": ids, "paths": paths})
+        return
     for chunk in chunks(changes):
         session.execute(update(NoteLink), chunk)
-    return len(changes)
 
 
 # -- writing notes ---------------------------------------------------------------------------
@@ -169,15 +204,37 @@ def store_notes(session: Session, inputs: Sequence[NoteInput], resolver: Resolve
     for chunk in chunks(updates):
         session.execute(update(Note), chunk)
     created = [_note_row(item, now) for item in inputs if item.path not in existing]
-    ids = dict(existing)
-    for chunk in chunks(created):
-        notes = _table(Note)
+    ids = dict(existing) | _insert_notes(session, created)
+    _insert_children(session, inputs, ids, resolver)
+    return {row["path"] for row in created}
+
+
+def _insert_notes(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Insert new notes; returns their ids by path."""
+    if not rows:
+        return {}
+    notes = _table(Note)
+    if session.get_bind().dialect.name == "postgresql":
+        # Ids drawn from the table's sequence up front, so the rows can go in by COPY.
+        drawn = session.scalars(_DRAW_NOTE_IDS, {"count": len(rows)}).all()
+        for row, note_id in zip(rows, drawn, strict=True):
+            row["id"] = note_id
+            row["frontmatter"] = json.dumps(row["frontmatter"])
+            row["aliases"] = json.dumps(row["aliases"])
+        insert_rows(session, notes, rows)
+        return {row["path"]: row["id"] for row in rows}
+    ids = {}
+    for chunk in chunks(rows):
         returned = session.execute(
             insert(notes).returning(notes.c.id, notes.c.path, sort_by_parameter_order=True), chunk
         )
         ids.update({row.path: row.id for row in returned})
-    _insert_children(session, inputs, ids, resolver)
-    return {row["path"] for row in created}
+    return ids
+
+
+_DRAW_NOTE_IDS = text(
+    "SELECT nextval(pg_get_serial_sequence('notes', 'id')) FROM generate_series(1, :count)"
+)
 
 
 def _note_row(item: NoteInput, now: Any) -> dict[str, Any]:
@@ -221,9 +278,30 @@ def _insert_children(
             for i, link in enumerate(item.note.links)
         ]
     for model, rows in ((NoteTag, tags), (NoteHeading, headings), (NoteLink, links)):
-        for chunk in chunks(rows):
-            # Core executemany: the ORM would split rows by which values are None.
-            session.execute(insert(_table(model)), chunk)
+        insert_rows(session, _table(model), rows)
+
+
+def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Plain inserts of many rows: COPY on PostgreSQL (one stream instead of one statement
+    per row), executemany elsewhere."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        _copy_rows(session, table, rows)
+        return
+    for chunk in chunks(rows):
+        # Core executemany: the ORM would split rows by which values are None.
+        session.execute(insert(table), chunk)
+
+
+def _copy_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    columns = list(rows[0])
+    # The session's own connection: the rows commit or roll back with the transaction.
+    driver = session.connection().connection.driver_connection
+    statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
+        for row in rows:
+            copy.write_row([row[column] for column in columns])
 
 
 def _table(model: type[Base]) -> Table:
@@ -327,6 +405,124 @@ def apply_event(session: Session, event: VaultFileEvent) -> bool:
     if event.event_type == VAULT_FILE_MOVED:
         return _apply_move(session, event)
     raise ValueError(f"not a vault file event: {event.event_type}")
+
+
+def apply_events(
+    session: Session,
+    events: Sequence[VaultFileEvent],
+    notes: Mapping[str, NoteInput] | None = None,
+) -> list[bool]:
+    """Apply events in order, as `apply_event` would one by one, with far fewer queries:
+    a run of creates and updates of distinct paths is claimed, stored and linked at once.
+    `notes` may hold the notes already built from the events, by message id.
+
+    Returns, per event, whether it was applied (False: a newer change was there already).
+    """
+    notes = notes or {}
+    applied: list[bool] = []
+    run: list[VaultFileEvent] = []
+    in_run: set[str] = set()
+    for event in events:
+        writes = event.event_type in (VAULT_FILE_CREATED, VAULT_FILE_UPDATED)
+        if run and (not writes or event.file_path in in_run):
+            # A second change of a path in the run, or a delete or move: keep the order.
+            applied += _apply_writes(session, run, notes)
+            run, in_run = [], set()
+        if writes:
+            run.append(event)
+            in_run.add(event.file_path)
+        else:
+            applied.append(apply_event(session, event))
+    return applied + _apply_writes(session, run, notes)
+
+
+def _apply_writes(
+    session: Session, events: Sequence[VaultFileEvent], notes: Mapping[str, NoteInput]
+) -> list[bool]:
+    """Creates and updates of distinct paths: one claim, one store, one re-resolution."""
+    if len(events) == 1:
+        return [apply_event(session, events[0])]
+    if not events:
+        return []
+    won = _claim_many(session, [(event.file_path, event.sequence) for event in events])
+    items = [
+        notes.get(event.message_id) or note_from_event(event)
+        for event in events
+        if event.file_path in won
+    ]
+    if items:
+        _upsert_many(session, items)
+    return [event.file_path in won for event in events]
+
+
+def _claim_many(session: Session, claims: Sequence[tuple[str, int]]) -> set[str]:
+    """`_claim` for many distinct paths at once; returns the paths whose claim won."""
+    now = utcnow()
+    if session.get_bind().dialect.name == "postgresql":
+        # Two array parameters, whatever the number of paths.
+        params = {
+            "paths": [path for path, _ in claims],
+            "sequences": [sequence for _, sequence in claims],
+            "now": now,
+        }
+        return set(session.scalars(_CLAIM_MANY_POSTGRES, params))
+    won: set[str] = set()
+    for chunk in chunks(claims):
+        rows = [
+            {"path": path, "sequence": sequence, "deleted": False, "updated_at": now}
+            for path, sequence in chunk
+        ]
+        # One multi-row statement: the conditional upsert returns only the rows it wrote.
+        statement = _claim_rows_statement(session, len(rows))
+        params = {f"{key}_{i}": value for i, row in enumerate(rows) for key, value in row.items()}
+        won.update(session.scalars(statement, params))
+    return won
+
+
+_CLAIM_MANY_POSTGRES = text(
+    "INSERT INTO note_versions (path, sequence, deleted, updated_at) "
+    "SELECT path, sequence, false, :now "
+    "FROM unnest(CAST(:paths AS text[]), CAST(:sequences AS bigint[])) AS claim(path, sequence) "
+    "ON CONFLICT (path) DO UPDATE SET sequence = excluded.sequence, "
+    "deleted = excluded.deleted, updated_at = excluded.updated_at "
+    "WHERE note_versions.sequence < excluded.sequence "
+    "RETURNING path"
+)
+
+
+def _claim_rows_statement(session: Session, count: int) -> Any:
+    return _claim_rows_statement_for(dialect_insert(session), count)
+
+
+@cache
+def _claim_rows_statement_for(insert_for: Any, count: int) -> Any:
+    columns = ("path", "sequence", "deleted", "updated_at")
+    statement = insert_for(_table(NoteVersion)).values(
+        [{key: bindparam(f"{key}_{i}") for key in columns} for i in range(count)]
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["path"],
+        set_={
+            "sequence": statement.excluded.sequence,
+            "deleted": statement.excluded.deleted,
+            "updated_at": statement.excluded.updated_at,
+        },
+        where=_table(NoteVersion).c.sequence < statement.excluded.sequence,
+    ).returning(_table(NoteVersion).c.path)
+
+
+def _upsert_many(session: Session, items: Sequence[NoteInput]) -> None:
+    """`_upsert` for many notes of distinct paths."""
+    names = [target_name(link) for item in items for link in item.note.links]
+    names += [name_key(item.path) for item in items]
+    resolver = _resolver_from_db(session, names)
+    for item in items:
+        resolver.add(item.path)
+    created = store_notes(session, items, resolver)
+    new_names = sorted({name_key(path) for path in created})
+    stored = {item.path for item in items}
+    for chunk in chunks(new_names):
+        reresolve(session, NAMED_AMONG, resolver, {"names": list(chunk)}, skip_sources=stored)
 
 
 def _upsert(session: Session, item: NoteInput) -> None:

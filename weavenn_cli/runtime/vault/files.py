@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import posixpath
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 from weavenn_cli.runtime.config import Settings
@@ -33,14 +35,26 @@ class PathFilter:
 
     def ignores(self, relative: str) -> bool:
         """True when any component of the path (a folder or the file) matches an ignore pattern."""
-        parts = relative.split("/")
-        return any(fnmatchcase(part, pattern) for part in parts for pattern in self.ignore_patterns)
+        ignored = self._ignored
+        return ignored is not None and any(ignored.match(part) for part in relative.split("/"))
 
     def accepts(self, relative: str) -> bool:
         name = posixpath.basename(relative).lower()
-        return not self.ignores(relative) and any(
-            fnmatchcase(name, pattern.lower()) for pattern in self.file_patterns
-        )
+        return bool(self._file_name.match(name)) and not self.ignores(relative)
+
+    # The patterns as one compiled expression each: a vault scan tests every path.
+    @cached_property
+    def _ignored(self) -> re.Pattern[str] | None:
+        return _any_of(self.ignore_patterns) if self.ignore_patterns else None
+
+    @cached_property
+    def _file_name(self) -> re.Pattern[str]:
+        return _any_of(tuple(pattern.lower() for pattern in self.file_patterns))
+
+
+def _any_of(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """Matches a whole name that fnmatchcase would match with one of `patterns`."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(pattern)})" for pattern in patterns))
 
 
 def resolve_vault(path: Path) -> Path:

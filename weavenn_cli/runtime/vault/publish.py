@@ -21,16 +21,19 @@ def vault_event(
     sequence: int,
     content: bytes | None = None,
     old_path: str | None = None,
+    digest: str | None = None,
     max_text_bytes: int,
     max_event_bytes: int,
 ) -> VaultFileEvent:
-    """The event for one change; `content` is the file's bytes (None for a delete).
+    """The event for one change; `content` is the file's bytes (None for a delete), `digest`
+    their content hash when the caller has it already.
 
     Above the caps: the note text is cut at `max_text_bytes` (`note.text_truncated`); if the
     event is still over `max_event_bytes`, it carries the note's title, size and hash with no
     frontmatter, tags, headings, links or text, and says so in `parse_error`.
     """
-    digest = content_hash(content) if content is not None else None
+    if digest is None and content is not None:
+        digest = content_hash(content)
     event = VaultFileEvent(
         message_id=derive_message_id(vault_id, kind, path, old_path, digest, sequence),
         event_type=kind,

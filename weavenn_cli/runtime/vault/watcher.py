@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from sqlalchemy import exc, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from watchfiles import Change, watch
 
-from weavenn_cli.runtime.bus.outbox import dialect_insert, enqueue
+from weavenn_cli.runtime.bus.outbox import dialect_insert, enqueue_many
 from weavenn_cli.runtime.db.engine import session_scope
 from weavenn_cli.runtime.db.models import PublishedFile
 from weavenn_cli.runtime.db.types import utcnow
@@ -123,10 +124,31 @@ class VaultWatcher:
         return self.publish(set(files) | self._live_paths())
 
     def publish(self, paths: Iterable[str]) -> int:
-        """Compare `paths` on disk with what was published, and publish the differences."""
+        """Compare `paths` on disk with what was published, and publish the differences.
+
+        Many changes (the initial scan) are parsed on this thread while a writer thread
+        commits the previous transaction: the database round trips hide behind the parsing.
+        Transactions still commit one after the other, in order; the first that fails stops
+        the publishing and raises here.
+        """
         changes = self._changes(sorted(set(paths)))
-        for start in range(0, len(changes), EVENTS_PER_TRANSACTION):
-            self._commit(changes[start : start + EVENTS_PER_TRANSACTION])
+        batches = [
+            changes[start : start + EVENTS_PER_TRANSACTION]
+            for start in range(0, len(changes), EVENTS_PER_TRANSACTION)
+        ]
+        if len(batches) <= 1:
+            for batch in batches:
+                self._write(self._events(batch))
+            return len(changes)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="weavenn-outbox") as writer:
+            written: Future[None] | None = None
+            for batch in batches:
+                events = self._events(batch)
+                if written is not None:
+                    written.result()
+                written = writer.submit(self._write, events)
+            if written is not None:
+                written.result()
         return len(changes)
 
     # -- the watch loop --------------------------------------------------------------------
@@ -262,17 +284,23 @@ class VaultWatcher:
             log.warning("cannot read %s: %s", path, error)
             return None
 
-    def _commit(self, changes: Sequence[_Change]) -> None:
+    def _events(self, changes: Sequence[_Change]) -> list[tuple[_Change, VaultFileEvent]]:
         events: list[tuple[_Change, VaultFileEvent]] = []
         for change in changes:
             self._sequence += 1
             events.append((change, self._event(change, self._sequence)))
+        return events
+
+    def _write(self, events: Sequence[tuple[_Change, VaultFileEvent]]) -> None:
+        """One transaction: the events into the outbox, their paths into published_files."""
+        records = []
+        for change, event in events:
+            records.append((change.path, change.digest, event.sequence))
+            if change.old_path:
+                records.append((change.old_path, None, event.sequence))
         with session_scope(self.factory) as session:
-            for change, event in events:
-                enqueue(session, event)
-                _record(session, self.config.vault_id, change.path, change.digest, event.sequence)
-                if change.old_path:
-                    _record(session, self.config.vault_id, change.old_path, None, event.sequence)
+            enqueue_many(session, [event for _change, event in events])
+            _record(session, self.config.vault_id, records)
         # One line per event for live changes; a large scan logs them at debug level.
         level = logging.INFO if len(events) <= QUIET_ABOVE else logging.DEBUG
         for change, event in events:
@@ -292,6 +320,7 @@ class VaultWatcher:
             old_path=change.old_path,
             sequence=sequence,
             content=change.content,
+            digest=change.digest,
             max_text_bytes=self.config.max_text_bytes,
             max_event_bytes=self.config.max_event_bytes,
         )
@@ -316,14 +345,32 @@ def _pair_moves(
     return changes
 
 
-def _record(session: Session, vault_id: str, path: str, digest: str | None, sequence: int) -> None:
-    values = {"content_hash": digest, "sequence": sequence, "updated_at": utcnow()}
-    statement = dialect_insert(session)(PublishedFile).values(
-        vault_id=vault_id, path=path, **values
+def _record(
+    session: Session, vault_id: str, records: Sequence[tuple[str, str | None, int]]
+) -> None:
+    """Remember what was published: per path, its content hash (None: gone) and sequence."""
+    now = utcnow()
+    table = PublishedFile.__table__
+    statement = dialect_insert(session)(table)
+    upsert = statement.on_conflict_do_update(
+        index_elements=["vault_id", "path"],
+        set_={
+            "content_hash": statement.excluded.content_hash,
+            "sequence": statement.excluded.sequence,
+            "updated_at": statement.excluded.updated_at,
+        },
     )
-    session.execute(
-        statement.on_conflict_do_update(index_elements=["vault_id", "path"], set_=values)
-    )
+    rows = [
+        {
+            "vault_id": vault_id,
+            "path": path,
+            "content_hash": digest,
+            "sequence": sequence,
+            "updated_at": now,
+        }
+        for path, digest, sequence in records
+    ]
+    session.execute(upsert, rows)
 
 
 def _describe(change: _Change) -> str:

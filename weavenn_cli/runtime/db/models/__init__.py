@@ -5,7 +5,9 @@ from weavenn_cli.runtime.db.models.base import Base
 from weavenn_cli.runtime.db.models.bus import (
     ConsumerPresence,
     DeadLetter,
+    DeliveryAttempt,
     InboxEntry,
+    Lease,
     OutboxMessage,
     QueuedMessage,
 )
@@ -40,8 +42,10 @@ __all__ = [
     "Base",
     "ConsumerPresence",
     "DeadLetter",
+    "DeliveryAttempt",
     "DualWriteFailure",
     "InboxEntry",
+    "Lease",
     "LinkSuggestion",
     "Note",
     "NoteHeading",

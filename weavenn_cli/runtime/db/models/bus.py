@@ -114,3 +114,33 @@ class DeadLetter(Base):
     error: Mapped[str] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer)
     failed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Lease(Base):
+    """A job only one process may run at a time (the outbox relay): who holds it, until when.
+
+    The holder renews it while it works; another process takes it over once it expires.
+    """
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DeliveryAttempt(Base):
+    """How often a consumer was handed a redelivered message, committed before handling it.
+
+    A message that kills the consumer process never settles, so the broker's own retry count
+    never moves; this count does, and the runner dead-letters the message past the budget.
+    """
+
+    __tablename__ = "delivery_attempts"
+    __table_args__ = (Index("ix_delivery_attempts_last_delivered_at", "last_delivered_at"),)
+
+    consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    deliveries: Mapped[int] = mapped_column(Integer)
+    last_delivered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
