@@ -4,13 +4,17 @@
 
 Starts `weavenn serve task-service` on a fresh PostgreSQL database holding 10,000 tasks and,
 next to it, a bare FastAPI app whose endpoint returns a constant (same uvicorn, one worker,
-no access log). The load comes from a second process: a keep-alive HTTP/1.1 client on asyncio
-that runs closed-loop (N connections, each sending its next request when the previous one is
+no access log). The task service runs with every middleware on, as in production: an API
+key required (the load generator sends it to both servers) and the rate limit counted in
+Redis (`BENCH_REDIS_URL`, default the local one; `--no-redis` counts in process), with a
+limit no run reaches. The load comes from a second process: a keep-alive HTTP/1.1 client on
+asyncio that runs closed-loop (N connections, each sending its next request when the previous one is
 answered) for throughput, and open-loop at a fixed rate (latency measured from the scheduled
 send time, so a slow server cannot hide its queueing) for the 100 req/s objective.
 
 Prints requests/s and p50/p95/p99 per scenario (median of the repeats) and the ratio
-list / bare. Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust), as the tests do.
+list / bare. Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust) and Redis on
+127.0.0.1:6379, as the tests do.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+API_KEY = "bench-" + uuid.uuid4().hex
 WORDS = ["write", "review", "link", "tag", "sync", "note"]
 BARE_APP = """
 import uvicorn
@@ -46,8 +52,12 @@ uvicorn.run(app, host="127.0.0.1", port={port}, access_log=False, log_level="war
 # -- load generator (runs in its own process) --------------------------------------------
 
 
-def _request_bytes(method: str, path: str, body: bytes | None, user: str | None = None) -> bytes:
+def _request_bytes(
+    method: str, path: str, body: bytes | None, user: str | None = None, key: str | None = None
+) -> bytes:
     head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    if key is not None:
+        head += f"Authorization: Bearer {key}\r\n"
     if user is not None:
         head += f"X-User-Id: {user}\r\n"
     if body is not None:
@@ -86,7 +96,13 @@ def _user(number: int, users: int) -> str | None:
 
 
 async def _closed_loop(
-    port: int, method: str, path: str, concurrency: int, duration: float, users: int = 0
+    port: int,
+    method: str,
+    path: str,
+    concurrency: int,
+    duration: float,
+    users: int = 0,
+    key: str | None = None,
 ) -> dict[str, object]:
     bodies = _bodies(method)
     latencies: list[float] = []
@@ -98,7 +114,8 @@ async def _closed_loop(
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         sent = index
         while time.perf_counter() < deadline:
-            request = _request_bytes(method, path, bodies[sent % len(bodies)], _user(sent, users))
+            body = bodies[sent % len(bodies)]
+            request = _request_bytes(method, path, body, _user(sent, users), key)
             sent += concurrency
             started = time.perf_counter()
             status = await _exchange(reader, writer, request)
@@ -113,7 +130,13 @@ async def _closed_loop(
 
 
 async def _open_loop(
-    port: int, method: str, path: str, rate: float, duration: float, connections: int
+    port: int,
+    method: str,
+    path: str,
+    rate: float,
+    duration: float,
+    connections: int,
+    key: str | None = None,
 ) -> dict[str, object]:
     bodies = _bodies(method)
     latencies: list[float] = []
@@ -126,7 +149,7 @@ async def _open_loop(
         nonlocal errors
         reader, writer = await pool.get()
         try:
-            request = _request_bytes(method, path, bodies[number % len(bodies)])
+            request = _request_bytes(method, path, bodies[number % len(bodies)], key=key)
             status = await _exchange(reader, writer, request)
             latencies.append(time.perf_counter() - scheduled)
             errors += status >= 400
@@ -157,6 +180,7 @@ def loadgen_main(spec: dict[str, object]) -> None:
                 int(spec["concurrency"]),  # type: ignore[arg-type]
                 float(spec["duration"]),  # type: ignore[arg-type]
                 int(spec.get("users", 0)),  # type: ignore[call-overload]
+                spec.get("key"),  # type: ignore[arg-type]
             )
         )
     else:
@@ -168,6 +192,7 @@ def loadgen_main(spec: dict[str, object]) -> None:
                 float(spec["rate"]),  # type: ignore[arg-type]
                 float(spec["duration"]),  # type: ignore[arg-type]
                 int(spec["concurrency"]),  # type: ignore[arg-type]
+                spec.get("key"),  # type: ignore[arg-type]
             )
         )
     latencies = sorted(result.pop("lat"))  # type: ignore[arg-type]
@@ -290,6 +315,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument(
+        "--no-redis", action="store_true", help="count the rate limit in process, not in Redis"
+    )
     parser.add_argument("--loadgen", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.loadgen:
@@ -305,6 +333,8 @@ def main() -> None:
         "DATABASE_URL": url,
         "LOG_LEVEL": "WARNING",
         "RATE_LIMIT_PER_MINUTE": "100000000",
+        "API_KEY": API_KEY,
+        **({} if args.no_redis else {"REDIS_URL": REDIS_URL, "REDIS_KEY_PREFIX": name}),
     }
     servers = [
         subprocess.Popen(
@@ -326,6 +356,7 @@ def main() -> None:
                 {
                     "mode": "closed",
                     "port": port,
+                    "key": API_KEY,
                     "method": method,
                     "path": path,
                     "concurrency": 4,
@@ -341,6 +372,7 @@ def main() -> None:
                         {
                             "mode": "closed",
                             "port": port,
+                            "key": API_KEY,
                             "method": method,
                             "path": path,
                             "concurrency": args.concurrency,
@@ -353,6 +385,7 @@ def main() -> None:
                 {
                     "mode": "open",
                     "port": api_port,
+                    "key": API_KEY,
                     "method": "GET",
                     "path": "/v2/tasks?limit=50",
                     "rate": args.rate,
@@ -372,7 +405,8 @@ def main() -> None:
     results = {label: median_of(r) for label, r in runs.items()}
     print(
         f"\nAPI on PostgreSQL, {args.tasks} tasks; closed loop, {args.concurrency} connections, "
-        f"{args.duration:g} s x {args.repeats} (medians); uvicorn, 1 worker each\n"
+        f"{args.duration:g} s x {args.repeats} (medians); uvicorn, 1 worker each; API key and "
+        f"rate limit {'in process' if args.no_redis else 'in Redis'}\n"
     )
     print(f"{'scenario':<28}{'req/s':>10}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'errors':>8}")
     for label, r in results.items():
