@@ -7,10 +7,12 @@ mirrors it to the secondary database while the dual-write flag is on.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Engine,
     Select,
     Table,
     delete,
@@ -34,6 +36,7 @@ from weavenn_cli.runtime.tasks.models import (
     TaskPage,
     TaskPatch,
     TaskQuery,
+    task_page_json,
 )
 from weavenn_cli.runtime.tasks.service import TaskNotFound
 
@@ -42,6 +45,9 @@ if TYPE_CHECKING:
 
 TASKS = cast(Table, TaskRow.__table__)
 COLUMNS = TASKS.c
+# A task as a dict of `Task`'s fields; a page of them and the next page's offset.
+TaskFields = dict[str, Any]
+Page = tuple[list[TaskFields], int | None]
 
 
 class DatabaseTaskService:
@@ -52,6 +58,14 @@ class DatabaseTaskService:
     ) -> None:
         self.sessions = sessions
         self.dual_writer = dual_writer
+        bind: Engine = sessions.kw["bind"]
+        # Reads are one SELECT each: on PostgreSQL they run in autocommit, which spares the
+        # BEGIN and ROLLBACK round trips a transaction would add around the query.
+        self.reads = (
+            bind.execution_options(isolation_level="AUTOCOMMIT")
+            if bind.dialect.name == "postgresql"
+            else bind
+        )
 
     def create(self, data: TaskCreate, *, user_id: str | None = None) -> Task:
         now = utcnow()
@@ -75,23 +89,36 @@ class DatabaseTaskService:
         return task
 
     def get(self, task_id: str) -> Task:
-        with self.sessions() as session:
-            return _task(_row(session, task_id))
+        with self.reads.connect() as connection:
+            row = connection.execute(select(*COLUMNS).where(COLUMNS.id == task_id)).first()
+        if row is None:
+            raise TaskNotFound(f"task {task_id} not found", task_id=task_id)
+        return Task.model_validate(task_fields(row._mapping))
 
     def list(self, query: TaskQuery) -> TaskPage:
-        statement = _filtered(select(*COLUMNS), query, self._dialect())
-        statement = statement.order_by(*_order(query.sort)).offset(query.offset)
-        # One row more than asked tells whether there is a next page without a COUNT.
-        with self.sessions() as session:
-            rows = session.execute(statement.limit(query.limit + 1)).all()
-        items = [Task.model_validate(row._mapping) for row in rows[: query.limit]]
-        more = len(rows) > query.limit
+        items, next_offset = self._page(query)
         return TaskPage(
-            items=items,
+            items=[Task.model_validate(item) for item in items],
             limit=query.limit,
             offset=query.offset,
-            next_offset=query.offset + query.limit if more else None,
+            next_offset=next_offset,
         )
+
+    def list_json(self, query: TaskQuery) -> bytes:
+        # Rows come from our own table through typed columns: nothing to validate.
+        items, next_offset = self._page(query)
+        return task_page_json(items, query.limit, query.offset, next_offset)
+
+    def _page(self, query: TaskQuery) -> Page:
+        """The page's tasks as field dicts, and the offset of the next page (None at the end)."""
+        statement = _filtered(select(*COLUMNS), query, self.reads.dialect.name)
+        statement = statement.order_by(*_order(query.sort)).offset(query.offset)
+        # One row more than asked tells whether there is a next page without a COUNT.
+        with self.reads.connect() as connection:
+            rows = connection.execute(statement.limit(query.limit + 1)).all()
+        items = [task_fields(row._mapping) for row in rows[: query.limit]]
+        more = len(rows) > query.limit
+        return items, query.offset + query.limit if more else None
 
     def update(self, task_id: str, patch: TaskPatch, *, user_id: str | None = None) -> Task:
         changes = patch.changes()
@@ -128,10 +155,6 @@ class DatabaseTaskService:
         if bind is not None:
             bind.dispose()
 
-    def _dialect(self) -> str:
-        bind = self.sessions.kw["bind"]
-        return str(bind.dialect.name)
-
 
 def _row(session: Session, task_id: str, *, for_update: bool = False) -> TaskRow:
     statement = select(TaskRow).where(TaskRow.id == task_id)
@@ -141,6 +164,21 @@ def _row(session: Session, task_id: str, *, for_update: bool = False) -> TaskRow
     if row is None:
         raise TaskNotFound(f"task {task_id} not found", task_id=task_id)
     return row
+
+
+def task_fields(row: Mapping[Any, Any]) -> TaskFields:
+    """A row of `tasks` as the fields of `Task`, in its order (NULL tags and flags as empty)."""
+    return {
+        "id": row["id"],
+        "project_id": row["project_id"],
+        "title": row["title"],
+        "status": row["status"],
+        "due_date": row["due_date"],
+        "tags": list(row["tags"] or []),
+        "completed": bool(row["completed"]),
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
 
 
 def _task(row: TaskRow) -> Task:
