@@ -11,10 +11,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Engine,
+    Integer,
     Select,
     Table,
+    bindparam,
     delete,
     exists,
     func,
@@ -112,10 +115,14 @@ class DatabaseTaskService:
     def _page(self, query: TaskQuery) -> Page:
         """The page's tasks as field dicts, and the offset of the next page (None at the end)."""
         statement = _filtered(select(*COLUMNS), query, self.reads.dialect.name)
-        statement = statement.order_by(*_order(query.sort)).offset(query.offset)
+        # LIMIT and OFFSET are written into the SQL, not sent as parameters: once the driver
+        # prepares the statement, PostgreSQL would otherwise settle on a generic plan that
+        # cannot know the limit, sorting the whole table instead of reading the index.
         # One row more than asked tells whether there is a next page without a COUNT.
+        statement = statement.order_by(*_order(query.sort))
+        statement = statement.offset(_inline(query.offset)).limit(_inline(query.limit + 1))
         with self.reads.connect() as connection:
-            rows = connection.execute(statement.limit(query.limit + 1)).all()
+            rows = connection.execute(statement).all()
         items = [task_fields(row._mapping) for row in rows[: query.limit]]
         more = len(rows) > query.limit
         return items, query.offset + query.limit if more else None
@@ -236,6 +243,11 @@ def _has_tag(tag: str, dialect: str) -> ColumnElement[bool]:
         return type_coerce(TaskRow.tags, JSONB).contains([tag])
     values = func.json_each(TaskRow.tags).table_valued("value")
     return exists(select(1).select_from(values).where(values.c.value == tag))
+
+
+def _inline(number: int) -> BindParameter[int]:
+    """An integer rendered in the SQL text at execution (the compiled form stays cached)."""
+    return bindparam(None, number, type_=Integer, literal_execute=True)
 
 
 def _order(sort: str) -> list[Any]:
