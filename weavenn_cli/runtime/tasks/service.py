@@ -49,13 +49,20 @@ def task_service_for(settings: Settings, *, remote: bool) -> TaskService:
         from weavenn_cli.runtime.tasks.remote import RemoteTaskService
 
         return RemoteTaskService(settings.task_service_url, settings)
+    import orjson
+
     from weavenn_cli.runtime.db.engine import make_engine, ping_when_idle, session_factory
     from weavenn_cli.runtime.tasks.local import DatabaseTaskService
 
     # A fixed pool: SQLAlchemy's default closes every connection beyond 5 when it is returned,
     # so a burst of requests would pay a new PostgreSQL connection per request.
     engine = make_engine(
-        settings.database_url, pool_size=DATABASE_POOL_SIZE, max_overflow=0, pool_pre_ping=False
+        settings.database_url,
+        pool_size=DATABASE_POOL_SIZE,
+        max_overflow=0,
+        pool_pre_ping=False,
+        # Tags are JSON: every listed task parses some, and orjson does it several times faster.
+        json_deserializer=orjson.loads,
     )
     if engine.dialect.name != "sqlite":
         ping_when_idle(engine, PING_AFTER_IDLE_SECONDS)
