@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import signal
@@ -290,21 +291,38 @@ def drop_database(name: str) -> None:
         )
 
 
-def run_load(spec: dict[str, object]) -> dict[str, float]:
-    """The load generator in a second process, so it does not share the server's interpreter."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_load(spec: dict[str, object], server_pid: int) -> dict[str, float]:
+    """The load generator in a second process, so it does not share the server's interpreter.
+
+    Also the server's CPU time per request during the run: unlike requests/s, it hardly moves
+    with what else the machine is doing.
+    """
+    cpu_before = cpu_seconds(server_pid)
     result = subprocess.run(
         [sys.executable, __file__, "--loadgen", json.dumps(spec)],
         capture_output=True,
         text=True,
         check=True,
     )
-    return json.loads(result.stdout)  # type: ignore[no-any-return]
+    figures: dict[str, float] = json.loads(result.stdout)
+    busy = cpu_seconds(server_pid) - cpu_before
+    figures["cpu_ms"] = 1000 * busy / max(1.0, figures["requests"])
+    return figures
 
 
 def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
     return {
         key: statistics.median(run[key] for run in runs)
-        for key in ("rps", "p50", "p95", "p99", "errors")
+        for key in ("rps", "p50", "p95", "p99", "errors", "cpu_ms")
     }
 
 
@@ -346,12 +364,13 @@ def main() -> None:
     try:
         wait_until_up(api_port, "/health", servers[0])
         wait_until_up(bare_port, "/constant", servers[1])
+        api_pid, bare_pid = servers[0].pid, servers[1].pid
         scenarios = {
-            "bare GET /constant": (bare_port, "GET", "/constant"),
-            "GET /v2/tasks?limit=50": (api_port, "GET", "/v2/tasks?limit=50"),
-            "POST /v2/tasks": (api_port, "POST", "/v2/tasks"),
+            "bare GET /constant": (bare_port, "GET", "/constant", bare_pid),
+            "GET /v2/tasks?limit=50": (api_port, "GET", "/v2/tasks?limit=50", api_pid),
+            "POST /v2/tasks": (api_port, "POST", "/v2/tasks", api_pid),
         }
-        for port, method, path in scenarios.values():  # warm-up: connections, caches, JIT-free
+        for port, method, path, pid in scenarios.values():  # warm-up: connections, caches, JIT-free
             run_load(
                 {
                     "mode": "closed",
@@ -361,11 +380,12 @@ def main() -> None:
                     "path": path,
                     "concurrency": 4,
                     "duration": 1.5,
-                }
+                },
+                pid,
             )
         runs: dict[str, list[dict[str, float]]] = {label: [] for label in scenarios}
         for repeat in range(args.repeats):
-            for label, (port, method, path) in scenarios.items():
+            for label, (port, method, path, pid) in scenarios.items():
                 print(f"run {repeat + 1}/{args.repeats}: {label}", file=sys.stderr)
                 runs[label].append(
                     run_load(
@@ -377,7 +397,8 @@ def main() -> None:
                             "path": path,
                             "concurrency": args.concurrency,
                             "duration": args.duration,
-                        }
+                        },
+                        pid,
                     )
                 )
         paced = [
@@ -391,7 +412,8 @@ def main() -> None:
                     "rate": args.rate,
                     "duration": args.duration,
                     "concurrency": 32,
-                }
+                },
+                api_pid,
             )
             for _ in range(args.repeats)
         ]
@@ -408,22 +430,30 @@ def main() -> None:
         f"{args.duration:g} s x {args.repeats} (medians); uvicorn, 1 worker each; API key and "
         f"rate limit {'in process' if args.no_redis else 'in Redis'}\n"
     )
-    print(f"{'scenario':<28}{'req/s':>10}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    print(
+        f"{'scenario':<28}{'req/s':>10}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'errors':>8}"
+        f"{'server CPU ms/req':>19}"
+    )
     for label, r in results.items():
         print(
             f"{label:<28}{r['rps']:>10.0f}{r['p50']:>10.2f}{r['p95']:>10.2f}{r['p99']:>10.2f}"
-            f"{r['errors']:>8.0f}"
+            f"{r['errors']:>8.0f}{r['cpu_ms']:>19.3f}"
         )
     pace = median_of(paced)
     print(
         f"{'list at ' + format(args.rate, 'g') + ' req/s (open)':<28}{pace['rps']:>10.0f}"
         f"{pace['p50']:>10.2f}{pace['p95']:>10.2f}{pace['p99']:>10.2f}{pace['errors']:>8.0f}"
+        f"{pace['cpu_ms']:>19.3f}"
     )
     bare = results["bare GET /constant"]["rps"]
     ratio = results["GET /v2/tasks?limit=50"]["rps"] / bare
     print(f"\nlist / bare throughput: {ratio:.2f} (target >= 0.5)")
     print(f"POST / bare throughput: {results['POST /v2/tasks']['rps'] / bare:.2f}")
     print(f"list p95 at {args.rate:g} req/s: {pace['p95']:.2f} ms (target < 50 ms)")
+    bare_cpu = results["bare GET /constant"]["cpu_ms"]
+    for label in ("GET /v2/tasks?limit=50", "POST /v2/tasks"):
+        cpu = results[label]["cpu_ms"]
+        print(f"{label} server CPU: {cpu:.3f} ms a request, {cpu / bare_cpu:.1f} x the bare's")
 
 
 if __name__ == "__main__":
