@@ -4,13 +4,17 @@
 
 Starts `weavenn serve task-service` on a fresh PostgreSQL database holding 10,000 tasks and,
 next to it, a bare FastAPI app whose endpoint returns a constant (same uvicorn, one worker,
-no access log). The load comes from a second process: a keep-alive HTTP/1.1 client on asyncio
-that runs closed-loop (N connections, each sending its next request when the previous one is
+no access log). The task service runs with every middleware on, as in production: an API
+key required (the load generator sends it to both servers) and the rate limit counted in
+Redis (`BENCH_REDIS_URL`, default the local one; `--no-redis` counts in process), with a
+limit no run reaches. The load comes from a second process: a keep-alive HTTP/1.1 client on
+asyncio that runs closed-loop (N connections, each sending its next request when the previous one is
 answered) for throughput, and open-loop at a fixed rate (latency measured from the scheduled
 send time, so a slow server cannot hide its queueing) for the 100 req/s objective.
 
 Prints requests/s and p50/p95/p99 per scenario (median of the repeats) and the ratio
-list / bare. Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust), as the tests do.
+list / bare. Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust) and Redis on
+127.0.0.1:6379, as the tests do.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import signal
@@ -31,6 +36,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+API_KEY = "bench-" + uuid.uuid4().hex
 WORDS = ["write", "review", "link", "tag", "sync", "note"]
 BARE_APP = """
 import uvicorn
@@ -46,8 +53,12 @@ uvicorn.run(app, host="127.0.0.1", port={port}, access_log=False, log_level="war
 # -- load generator (runs in its own process) --------------------------------------------
 
 
-def _request_bytes(method: str, path: str, body: bytes | None, user: str | None = None) -> bytes:
+def _request_bytes(
+    method: str, path: str, body: bytes | None, user: str | None = None, key: str | None = None
+) -> bytes:
     head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    if key is not None:
+        head += f"Authorization: Bearer {key}\r\n"
     if user is not None:
         head += f"X-User-Id: {user}\r\n"
     if body is not None:
@@ -86,7 +97,13 @@ def _user(number: int, users: int) -> str | None:
 
 
 async def _closed_loop(
-    port: int, method: str, path: str, concurrency: int, duration: float, users: int = 0
+    port: int,
+    method: str,
+    path: str,
+    concurrency: int,
+    duration: float,
+    users: int = 0,
+    key: str | None = None,
 ) -> dict[str, object]:
     bodies = _bodies(method)
     latencies: list[float] = []
@@ -98,7 +115,8 @@ async def _closed_loop(
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         sent = index
         while time.perf_counter() < deadline:
-            request = _request_bytes(method, path, bodies[sent % len(bodies)], _user(sent, users))
+            body = bodies[sent % len(bodies)]
+            request = _request_bytes(method, path, body, _user(sent, users), key)
             sent += concurrency
             started = time.perf_counter()
             status = await _exchange(reader, writer, request)
@@ -113,7 +131,13 @@ async def _closed_loop(
 
 
 async def _open_loop(
-    port: int, method: str, path: str, rate: float, duration: float, connections: int
+    port: int,
+    method: str,
+    path: str,
+    rate: float,
+    duration: float,
+    connections: int,
+    key: str | None = None,
 ) -> dict[str, object]:
     bodies = _bodies(method)
     latencies: list[float] = []
@@ -126,7 +150,7 @@ async def _open_loop(
         nonlocal errors
         reader, writer = await pool.get()
         try:
-            request = _request_bytes(method, path, bodies[number % len(bodies)])
+            request = _request_bytes(method, path, bodies[number % len(bodies)], key=key)
             status = await _exchange(reader, writer, request)
             latencies.append(time.perf_counter() - scheduled)
             errors += status >= 400
@@ -157,6 +181,7 @@ def loadgen_main(spec: dict[str, object]) -> None:
                 int(spec["concurrency"]),  # type: ignore[arg-type]
                 float(spec["duration"]),  # type: ignore[arg-type]
                 int(spec.get("users", 0)),  # type: ignore[call-overload]
+                spec.get("key"),  # type: ignore[arg-type]
             )
         )
     else:
@@ -168,6 +193,7 @@ def loadgen_main(spec: dict[str, object]) -> None:
                 float(spec["rate"]),  # type: ignore[arg-type]
                 float(spec["duration"]),  # type: ignore[arg-type]
                 int(spec["concurrency"]),  # type: ignore[arg-type]
+                spec.get("key"),  # type: ignore[arg-type]
             )
         )
     latencies = sorted(result.pop("lat"))  # type: ignore[arg-type]
@@ -265,21 +291,38 @@ def drop_database(name: str) -> None:
         )
 
 
-def run_load(spec: dict[str, object]) -> dict[str, float]:
-    """The load generator in a second process, so it does not share the server's interpreter."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_load(spec: dict[str, object], server_pid: int) -> dict[str, float]:
+    """The load generator in a second process, so it does not share the server's interpreter.
+
+    Also the server's CPU time per request during the run: unlike requests/s, it hardly moves
+    with what else the machine is doing.
+    """
+    cpu_before = cpu_seconds(server_pid)
     result = subprocess.run(
         [sys.executable, __file__, "--loadgen", json.dumps(spec)],
         capture_output=True,
         text=True,
         check=True,
     )
-    return json.loads(result.stdout)  # type: ignore[no-any-return]
+    figures: dict[str, float] = json.loads(result.stdout)
+    busy = cpu_seconds(server_pid) - cpu_before
+    figures["cpu_ms"] = 1000 * busy / max(1.0, figures["requests"])
+    return figures
 
 
 def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
     return {
         key: statistics.median(run[key] for run in runs)
-        for key in ("rps", "p50", "p95", "p99", "errors")
+        for key in ("rps", "p50", "p95", "p99", "errors", "cpu_ms")
     }
 
 
@@ -290,6 +333,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument(
+        "--no-redis", action="store_true", help="count the rate limit in process, not in Redis"
+    )
     parser.add_argument("--loadgen", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.loadgen:
@@ -305,6 +351,8 @@ def main() -> None:
         "DATABASE_URL": url,
         "LOG_LEVEL": "WARNING",
         "RATE_LIMIT_PER_MINUTE": "100000000",
+        "API_KEY": API_KEY,
+        **({} if args.no_redis else {"REDIS_URL": REDIS_URL, "REDIS_KEY_PREFIX": name}),
     }
     servers = [
         subprocess.Popen(
@@ -316,36 +364,41 @@ def main() -> None:
     try:
         wait_until_up(api_port, "/health", servers[0])
         wait_until_up(bare_port, "/constant", servers[1])
+        api_pid, bare_pid = servers[0].pid, servers[1].pid
         scenarios = {
-            "bare GET /constant": (bare_port, "GET", "/constant"),
-            "GET /v2/tasks?limit=50": (api_port, "GET", "/v2/tasks?limit=50"),
-            "POST /v2/tasks": (api_port, "POST", "/v2/tasks"),
+            "bare GET /constant": (bare_port, "GET", "/constant", bare_pid),
+            "GET /v2/tasks?limit=50": (api_port, "GET", "/v2/tasks?limit=50", api_pid),
+            "POST /v2/tasks": (api_port, "POST", "/v2/tasks", api_pid),
         }
-        for port, method, path in scenarios.values():  # warm-up: connections, caches, JIT-free
+        for port, method, path, pid in scenarios.values():  # warm-up: connections, caches, JIT-free
             run_load(
                 {
                     "mode": "closed",
                     "port": port,
+                    "key": API_KEY,
                     "method": method,
                     "path": path,
                     "concurrency": 4,
                     "duration": 1.5,
-                }
+                },
+                pid,
             )
         runs: dict[str, list[dict[str, float]]] = {label: [] for label in scenarios}
         for repeat in range(args.repeats):
-            for label, (port, method, path) in scenarios.items():
+            for label, (port, method, path, pid) in scenarios.items():
                 print(f"run {repeat + 1}/{args.repeats}: {label}", file=sys.stderr)
                 runs[label].append(
                     run_load(
                         {
                             "mode": "closed",
                             "port": port,
+                            "key": API_KEY,
                             "method": method,
                             "path": path,
                             "concurrency": args.concurrency,
                             "duration": args.duration,
-                        }
+                        },
+                        pid,
                     )
                 )
         paced = [
@@ -353,12 +406,14 @@ def main() -> None:
                 {
                     "mode": "open",
                     "port": api_port,
+                    "key": API_KEY,
                     "method": "GET",
                     "path": "/v2/tasks?limit=50",
                     "rate": args.rate,
                     "duration": args.duration,
                     "concurrency": 32,
-                }
+                },
+                api_pid,
             )
             for _ in range(args.repeats)
         ]
@@ -372,24 +427,33 @@ def main() -> None:
     results = {label: median_of(r) for label, r in runs.items()}
     print(
         f"\nAPI on PostgreSQL, {args.tasks} tasks; closed loop, {args.concurrency} connections, "
-        f"{args.duration:g} s x {args.repeats} (medians); uvicorn, 1 worker each\n"
+        f"{args.duration:g} s x {args.repeats} (medians); uvicorn, 1 worker each; API key and "
+        f"rate limit {'in process' if args.no_redis else 'in Redis'}\n"
     )
-    print(f"{'scenario':<28}{'req/s':>10}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    print(
+        f"{'scenario':<28}{'req/s':>10}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'errors':>8}"
+        f"{'server CPU ms/req':>19}"
+    )
     for label, r in results.items():
         print(
             f"{label:<28}{r['rps']:>10.0f}{r['p50']:>10.2f}{r['p95']:>10.2f}{r['p99']:>10.2f}"
-            f"{r['errors']:>8.0f}"
+            f"{r['errors']:>8.0f}{r['cpu_ms']:>19.3f}"
         )
     pace = median_of(paced)
     print(
         f"{'list at ' + format(args.rate, 'g') + ' req/s (open)':<28}{pace['rps']:>10.0f}"
         f"{pace['p50']:>10.2f}{pace['p95']:>10.2f}{pace['p99']:>10.2f}{pace['errors']:>8.0f}"
+        f"{pace['cpu_ms']:>19.3f}"
     )
     bare = results["bare GET /constant"]["rps"]
     ratio = results["GET /v2/tasks?limit=50"]["rps"] / bare
     print(f"\nlist / bare throughput: {ratio:.2f} (target >= 0.5)")
     print(f"POST / bare throughput: {results['POST /v2/tasks']['rps'] / bare:.2f}")
     print(f"list p95 at {args.rate:g} req/s: {pace['p95']:.2f} ms (target < 50 ms)")
+    bare_cpu = results["bare GET /constant"]["cpu_ms"]
+    for label in ("GET /v2/tasks?limit=50", "POST /v2/tasks"):
+        cpu = results[label]["cpu_ms"]
+        print(f"{label} server CPU: {cpu:.3f} ms a request, {cpu / bare_cpu:.1f} x the bare's")
 
 
 if __name__ == "__main__":

@@ -35,22 +35,24 @@ def _services(request: Request) -> Services:
 
 
 # A router is only mounted where its service exists (see `create_app`), so these are set.
-def tasks(request: Request) -> TaskService:
+# Coroutines, because FastAPI runs a plain function dependency in its thread pool: a hand-off
+# that costs more than these lookups.
+async def tasks(request: Request) -> TaskService:
     return cast(TaskService, _services(request).tasks)
 
 
-def files(request: Request) -> FileService:
+async def files(request: Request) -> FileService:
     return cast(FileService, _services(request).files)
 
 
-def git(request: Request) -> GitRepository:
+async def git(request: Request) -> GitRepository:
     return cast(GitRepository, _services(request).git)
 
 
-def search(request: Request) -> SearchService:
+async def search(request: Request) -> SearchService:
     return cast(SearchService, _services(request).search)
 
 
-def user_id(request: Request) -> str | None:
+async def user_id(request: Request) -> str | None:
     """Who is asking, for the events a write records (X-User-Id)."""
     return request.headers.get("x-user-id") or None

@@ -35,11 +35,20 @@ class HttpMetrics:
             buckets=BUCKETS,
             registry=self.registry,
         )
+        # The series of each label set, looked up once: `labels()` costs more than counting.
+        self.series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe(self, method: str, endpoint: str, status: int, seconds: float) -> None:
-        labels = (self.service, method, endpoint, str(status))
-        self.requests.labels(*labels).inc()
-        self.latency.labels(*labels).observe(seconds)
+        key = (method, endpoint, status)
+        series = self.series.get(key)
+        if series is None:
+            labels = (self.service, method, endpoint, str(status))
+            series = self.series[key] = (
+                self.requests.labels(*labels),
+                self.latency.labels(*labels),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
 
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -6,7 +6,14 @@ from urllib.parse import quote
 
 from weavenn_cli.runtime.config import Settings
 from weavenn_cli.runtime.remote import ServiceClient
-from weavenn_cli.runtime.tasks.models import Task, TaskCreate, TaskPage, TaskPatch, TaskQuery
+from weavenn_cli.runtime.tasks.models import (
+    TASK_PAGE,
+    Task,
+    TaskCreate,
+    TaskPage,
+    TaskPatch,
+    TaskQuery,
+)
 
 
 class RemoteTaskService:
@@ -26,6 +33,9 @@ class RemoteTaskService:
     def list(self, query: TaskQuery) -> TaskPage:
         params = {name: value for name, value in vars(query).items() if value is not None}
         return TaskPage.model_validate(self.client.call("GET", "/v2/tasks", params=params).json())
+
+    def list_json(self, query: TaskQuery) -> bytes:
+        return TASK_PAGE.dump_json(self.list(query))
 
     def update(self, task_id: str, patch: TaskPatch, *, user_id: str | None = None) -> Task:
         body = patch.model_dump(mode="json", exclude_unset=True)

@@ -30,6 +30,7 @@ from weavenn_cli.runtime.tasks.models import (
     TaskCreate,
     TaskPage,
     TaskPatch,
+    TaskQuery,
     TaskStatus,
 )
 
@@ -116,8 +117,8 @@ def search_notes(body: SearchNotesBody, service: search_routes.Search) -> Search
 
 
 @router.post("/list_tasks", response_model=TaskPage)
-def list_tasks(body: ListTasksBody, service: task_routes.Tasks) -> TaskPage:
-    return task_routes.list_tasks(service, task_routes.task_query(**body.model_dump()))
+async def list_tasks(body: ListTasksBody, service: task_routes.Tasks) -> Response:
+    return await task_routes.list_tasks(service, TaskQuery(**body.model_dump()))
 
 
 @router.post("/create_task", response_model=Task, status_code=status.HTTP_201_CREATED)

@@ -1,0 +1,80 @@
+"""The task list's fast path answers byte for byte what validating and dumping models would."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import insert, select
+
+from weavenn_cli.runtime.config import Settings
+from weavenn_cli.runtime.db.models import Task as TaskRow
+from weavenn_cli.runtime.tasks.local import DatabaseTaskService
+from weavenn_cli.runtime.tasks.models import TASK_PAGE, Task, TaskPage, TaskQuery
+from weavenn_cli.runtime.tasks.service import task_service_for
+
+WINTER = timezone(timedelta(hours=1))
+
+
+@pytest.fixture
+def service(any_migrated_url: str) -> Iterator[DatabaseTaskService]:
+    tasks = task_service_for(Settings(database_url=any_migrated_url), remote=False)
+    assert isinstance(tasks, DatabaseTaskService)
+    start = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    rows = [
+        {
+            "id": f"task-{i:02d}",
+            "project_id": "p1" if i % 2 else "p2",
+            "title": f'Tâche {i} « "quoted" \\ » \u2028 \x7f \t line',
+            "status": "done" if i % 3 == 0 else "todo",
+            "due_date": None if i % 4 == 0 else (start + timedelta(days=i)).astimezone(WINTER),
+            # Rows written by older tools: NULL tags and a NULL flag read as empty and false.
+            "completed": None if i == 5 else i % 3 == 0,
+            "created_at": start + timedelta(minutes=i, microseconds=0 if i % 2 else 1234),
+            "updated_at": start + timedelta(minutes=i),
+            "tags": None if i == 7 else ["ops", f"t{i % 3}"],
+        }
+        for i in range(12)
+    ]
+    with tasks.sessions.begin() as session:
+        session.execute(insert(TaskRow), rows)
+    yield tasks
+    tasks.close()
+
+
+def _through_models(service: DatabaseTaskService, query: TaskQuery) -> bytes:
+    """The reference: ORM rows, `Task` models, pydantic's JSON (what the API answered before)."""
+    with service.sessions() as session:
+        rows = session.scalars(select(TaskRow)).all()
+    tasks = [
+        Task.model_validate(
+            {
+                **{column: getattr(row, column) for column in Task.model_fields},
+                "tags": row.tags or [],
+                "completed": bool(row.completed),
+            }
+        )
+        for row in rows
+    ]
+    if query.project_id is not None:
+        tasks = [task for task in tasks if task.project_id == query.project_id]
+    if query.tag is not None:
+        tasks = [task for task in tasks if query.tag in task.tags]
+    tasks.sort(key=lambda task: (task.created_at, task.id), reverse=True)
+    page = tasks[query.offset : query.offset + query.limit]
+    more = len(tasks) > query.offset + query.limit
+    next_offset = query.offset + query.limit if more else None
+    return TASK_PAGE.dump_json(
+        TaskPage(items=page, limit=query.limit, offset=query.offset, next_offset=next_offset)
+    )
+
+
+@pytest.mark.parametrize(
+    "query",
+    [TaskQuery(), TaskQuery(limit=5, offset=3), TaskQuery(project_id="p1", tag="ops", limit=2)],
+    ids=["first page", "middle page", "filtered"],
+)
+def test_list_json_is_the_models_json(service: DatabaseTaskService, query: TaskQuery) -> None:
+    assert service.list_json(query) == _through_models(service, query)
+    assert TASK_PAGE.dump_json(service.list(query)) == service.list_json(query)
