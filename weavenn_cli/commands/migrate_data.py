@@ -299,12 +299,14 @@ dual_write_app = typer.Typer(
 def _set_dual_write(enabled: bool) -> None:
     from weavenn_cli.runtime.db.engine import describe_url
     from weavenn_cli.runtime.migration.dual_write import FLAG_TTL_SECONDS, set_dual_write
+    from weavenn_cli.runtime.migration.status import secondary_url
 
-    url = get_settings().database_url
-    set_dual_write(url, enabled)
+    settings = get_settings()
+    urls = set_dual_write(settings.database_url, enabled, secondary_url(settings))
     state = "on" if enabled else "off"
+    where = " and ".join(describe_url(url) for url in urls)
     stderr.print(
-        f"dual-write {state} (flag in {describe_url(url)}; every process follows within "
+        f"dual-write {state} (flag in {where}; every process follows within "
         f"{FLAG_TTL_SECONDS * 2:.0f}s)"
     )
 
