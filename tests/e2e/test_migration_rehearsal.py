@@ -17,6 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,14 +216,15 @@ class Rehearsal:
 
     def events(self) -> tuple[int, int | None]:
         """Outbox rows still waiting in either database, and messages ready in agent_tasks."""
-        pending, ready = 0, None
-        for url in (self.sqlite_url, self.pg_url):
+
+        def bus_status(url: str) -> dict[str, Any]:
             env = {"DATABASE_URL": url, "RABBITMQ_URL": self.rabbitmq_url}
-            bus = json.loads(self.weavenn("bus", "status", "--json", env=env))
-            pending += bus["outbox_pending"]
-            queues = {queue["queue"]: queue for queue in bus["queues"]}
-            ready = queues["agent_tasks"]["ready"]
-        return pending, ready
+            return dict(json.loads(self.weavenn("bus", "status", "--json", env=env)))
+
+        with ThreadPoolExecutor(2) as pool:
+            old, new = pool.map(bus_status, (self.sqlite_url, self.pg_url))
+        queues = {queue["queue"]: queue for queue in new["queues"]}
+        return old["outbox_pending"] + new["outbox_pending"], queues["agent_tasks"]["ready"]
 
     def step(self, name: str) -> None:
         """Let the client work a while in this step before the operator goes on."""
@@ -237,10 +239,14 @@ class Rehearsal:
     def stop(self) -> None:
         if self.client is not None:
             self.client.stopping.set()
+        # Every process is told first, then waited for: they drain side by side.
+        running = self.processes + [server.process for server in self.servers]
+        for process in running:
+            if process.poll() is None:
+                process.terminate()
         for process in self.processes:
-            process.terminate()
             process.wait(30)
-        for server in reversed(self.servers):
+        for server in self.servers:
             server.stop()
 
 
@@ -373,10 +379,18 @@ def test_the_migration_guide_runs_without_a_failed_request_or_a_lost_task(
     worker.join(60)
 
     # 8. The manifests of the next phase, rendered and validated offline.
-    run.weavenn("compose", "render", "--with-postgres", "--output", "compose/docker-compose.yml")
+    with ThreadPoolExecutor(2) as pool:
+        rendered = [
+            pool.submit(run.weavenn, *args)
+            for args in (
+                ("compose", "render", "--with-postgres", "--output", "compose/docker-compose.yml"),
+                ("k8s", "render", "--env", "prod", "--output", "k8s/prod"),
+            )
+        ]
+        for done in rendered:
+            done.result()
     compose = (tmp_path / "compose" / "docker-compose.yml").read_text()
     assert "postgres:" in compose and "mcp-server:" in compose
-    run.weavenn("k8s", "render", "--env", "prod", "--output", "k8s/prod")
     validated = run.weavenn("k8s", "validate", "k8s/prod")
     assert "valid" in validated
 
