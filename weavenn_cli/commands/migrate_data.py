@@ -342,20 +342,13 @@ def dual_write_status(as_json: bool = JSON_OPTION) -> None:
 
 @dual_write_app.command("replay")
 def dual_write_replay() -> None:
-    """Re-apply failed mirror writes from the primary's current rows."""
-    from weavenn_cli.runtime.db.engine import make_engine
-    from weavenn_cli.runtime.migration.dual_write import DualWriter
+    """Re-apply failed mirror writes from the current rows of the database that served them."""
+    from weavenn_cli.runtime.migration.dual_write import replay_both_ways
     from weavenn_cli.runtime.migration.status import secondary_url
 
     settings = get_settings()
-    primary = make_engine(settings.database_url)
-    writer = DualWriter(primary, secondary_url(settings), default_enabled=True)
-    try:
-        with stderr.status("replaying failed dual-writes"):
-            result = writer.replay()
-    finally:
-        writer.close()
-        primary.dispose()
+    with stderr.status("replaying failed dual-writes"):
+        result = replay_both_ways(settings.database_url, secondary_url(settings))
     stdout.print(f"{result.replayed} rows replayed")
     if result.failed:
-        raise WeavennError(f"replay stopped: {result.error}; fix the secondary and run it again")
+        raise WeavennError(f"replay stopped: {result.error}; fix that database and run it again")

@@ -85,11 +85,25 @@ def _write_flag(connection: sa.Connection, enabled: bool) -> None:
 def dual_write_status(primary_url: str, default: bool) -> DualWriteStatus:
     with open_engine(primary_url) as engine, engine.connect() as connection:
         stored = read_flag(connection, FLAG)
-        pending = connection.execute(
-            sa.select(sa.func.count()).select_from(FAILURES).where(FAILURES.c.resolved_at.is_(None))
-        ).scalar_one()
+        pending = _count_pending(connection)
     enabled = default if stored is MISSING else bool(stored)
-    return DualWriteStatus(enabled, int(pending), stored is not MISSING)
+    return DualWriteStatus(enabled, pending, stored is not MISSING)
+
+
+def pending_failures(url: str) -> int:
+    """Mirror writes that failed from the processes whose primary is `url`, not repaired yet."""
+    with open_engine(url) as engine:
+        if not sa.inspect(engine).has_table(FAILURES.name):
+            return 0  # a database before the migration's tables: nothing recorded there
+        with engine.connect() as connection:
+            return _count_pending(connection)
+
+
+def _count_pending(connection: sa.Connection) -> int:
+    count = connection.execute(
+        sa.select(sa.func.count()).select_from(FAILURES).where(FAILURES.c.resolved_at.is_(None))
+    ).scalar_one()
+    return int(count)
 
 
 class DualWriter:
@@ -224,6 +238,29 @@ class ReplayResult:
     replayed: int = 0
     failed: int = 0
     error: str | None = None
+
+
+def replay_both_ways(primary_url: str, secondary_url: str) -> ReplayResult:
+    """Replay the primary's failures into the secondary, then the secondary's into the
+    primary (those of the monolith mirroring from the old database), when it exists."""
+    total = ReplayResult()
+    directions = [(primary_url, secondary_url)]
+    if not missing_sqlite_file(secondary_url):
+        directions.append((secondary_url, primary_url))
+    for source, target in directions:
+        engine = make_engine(source)
+        writer = DualWriter(engine, target, default_enabled=True)
+        try:
+            result = writer.replay() if pending_failures(source) else ReplayResult()
+        finally:
+            writer.close()
+            engine.dispose()
+        total.replayed += result.replayed
+        if result.failed:
+            total.failed += result.failed
+            total.error = f"{describe_url(target)}: {result.error}"
+            break
+    return total
 
 
 def _key_match(table: sa.Table, row: Mapping[str, Any]) -> list[sa.ColumnElement[bool]]:

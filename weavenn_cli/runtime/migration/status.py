@@ -52,11 +52,15 @@ def migration_status(settings: Settings) -> MigrationStatus:
     status = MigrationStatus()
     steps: list[str] = []
     primary_ok = _schema_check(status, "primary", primary, steps)
-    _schema_check(status, "secondary", secondary, steps)
+    secondary_ok = _schema_check(status, "secondary", secondary, steps)
     if not primary_ok:
         status.next_step = steps[0]
         return status
     switch = dual_write.dual_write_status(primary, settings.dual_write_enabled)
+    # The monolith, whose primary is the old database, records its failed mirror writes there.
+    pending = switch.pending_failures
+    if secondary_ok:
+        pending += dual_write.pending_failures(secondary)
     backfilled_at = _backfill_checks(status, primary)
     last = verify.last_verify_result(primary)
     verified = _verify_check(status, last, backfilled_at)
@@ -65,7 +69,7 @@ def migration_status(settings: Settings) -> MigrationStatus:
     # database: without dual-write their writes would never reach PostgreSQL.
     legacy_share = 100 - rollout.percent if rollout.source == "database" else 0
     switched_off_early = not switch.enabled and verified and legacy_share > 0
-    detail = f"{'on' if switch.enabled else 'off'}, {switch.pending_failures} pending failures"
+    detail = f"{'on' if switch.enabled else 'off'}, {pending} pending failures"
     if switched_off_early:
         detail += f", while the monolith still serves {legacy_share} % of users from SQLite"
     dual_state: State = "fail" if switched_off_early else "ok"
@@ -81,7 +85,7 @@ def migration_status(settings: Settings) -> MigrationStatus:
         steps.append("weavenn migrate dual-write on")
     if backfilled_at is None:
         steps.append("weavenn migrate backfill")
-    if switch.pending_failures:
+    if pending:
         steps.append("weavenn migrate dual-write replay")
     if not verified:
         steps.append("weavenn migrate verify --repair")
