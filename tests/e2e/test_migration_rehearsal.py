@@ -36,7 +36,7 @@ SERVICE = "task-service"
 # One user per tenth of the buckets: each step of the ramp moves someone.
 USERS_PER_DECILE = 1
 PAUSE_SECONDS = 0.02  # between two client operations: a small, steady load
-STEP_TRAFFIC = 5  # tasks the client creates within each step before the next one
+STEP_TRAFFIC = 10  # tasks created within each step before the next one: every user acts
 
 
 def decile_users() -> list[str]:
@@ -50,6 +50,7 @@ def decile_users() -> list[str]:
                 found += 1
                 if found == USERS_PER_DECILE:
                     break
+    assert len(users) == STEP_TRAFFIC
     return users
 
 
