@@ -293,9 +293,8 @@ def test_the_migration_guide_runs_without_a_failed_request_or_a_lost_task(
     assert status["next step"]["detail"] == "weavenn migrate dual-write on"
 
     # 2. The task service on PostgreSQL, and the gateway in front of both; clients move to it.
-    task_service = run.serve(
-        "task-service", {**run.operator_env, "SECONDARY_DATABASE_URL": run.sqlite_url, **UNLIMITED}
-    )
+    # The operator's settings are the task service's: PostgreSQL first, mirroring to SQLite.
+    task_service = run.serve("task-service", {**run.operator_env, **UNLIMITED})
     run.relay(run.pg_url)
     gateway = run.serve(
         "gateway",
