@@ -87,6 +87,46 @@ def test_a_running_writer_follows_a_flip_once_its_cache_expires(
     assert dual_write.FLAG_TTL_SECONDS * 2 <= 2  # every process follows within 2 seconds
 
 
+def test_the_switch_reaches_the_processes_on_either_database(
+    run_weavenn, tmp_path, migrated_sqlite_url, migrated_pg_url
+) -> None:
+    """The task service (PostgreSQL first) and the monolith (SQLite first) both mirror during
+    the migration; each reads the flag from its own primary, so one switch sets both."""
+    engine = make_engine(migrated_sqlite_url)
+    monolith = DualWriter(engine, migrated_pg_url, default_enabled=False, ttl=0)
+    operator = {"DATABASE_URL": migrated_pg_url, "SECONDARY_DATABASE_URL": migrated_sqlite_url}
+    try:
+        switched = run_weavenn("migrate", "dual-write", "on", env=operator)
+        assert switched.returncode == 0, switched.stderr
+        assert monolith.enabled is True
+        assert _status(run_weavenn, migrated_pg_url)["enabled"] is True
+        assert run_weavenn("migrate", "dual-write", "off", env=operator).returncode == 0
+        assert monolith.enabled is False
+        assert _status(run_weavenn, migrated_pg_url)["enabled"] is False
+    finally:
+        monolith.close()
+        engine.dispose()
+    # A secondary file that does not exist is not created: no process runs on it.
+    absent = tmp_path / "nowhere" / "weave-nn.db"
+    lone = {"DATABASE_URL": migrated_pg_url, "SECONDARY_DATABASE_URL": f"sqlite:///{absent}"}
+    assert run_weavenn("migrate", "dual-write", "on", env=lone).returncode == 0
+    assert not absent.exists()
+
+
+def test_the_switch_fails_whole_on_a_secondary_without_the_schema(
+    run_weavenn, tmp_path, migrated_pg_url
+) -> None:
+    bare = tmp_path / "bare.db"
+    sa.create_engine(f"sqlite:///{bare}").connect().close()
+    env = {"DATABASE_URL": migrated_pg_url, "SECONDARY_DATABASE_URL": f"sqlite:///{bare}"}
+    result = run_weavenn("migrate", "dual-write", "on", env=env)
+    assert result.returncode == 1
+    assert "could not set the dual-write flag in sqlite:///" in result.stderr
+    assert "weavenn migrate db --database-url" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert _status(run_weavenn, migrated_pg_url)["enabled"] is False  # nothing half-switched
+
+
 def test_writes_are_mirrored_to_the_secondary(primary, migrated_pg_url) -> None:
     dual_write.set_dual_write(str(primary.url), True)
     writer = DualWriter(primary, migrated_pg_url, default_enabled=False)

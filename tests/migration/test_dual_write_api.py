@@ -72,3 +72,36 @@ def test_task_writes_reach_the_secondary_and_survive_its_outage(
     # The task written while dual-write was off was deleted since: both sides now agree.
     report = verify.verify(migrated_sqlite_url, migrated_pg_url, resolve_tables(["tasks"]))
     assert report.identical, report.as_dict()
+
+
+def test_the_monoliths_failed_mirror_writes_are_counted_and_replayed(
+    weavenn_bin, tmp_path, run_weavenn, migrated_sqlite_url, migrated_pg_url, pg_proxy: TcpProxy
+) -> None:
+    """The monolith serves the legacy side on SQLite and mirrors to PostgreSQL: what it failed
+    to mirror is recorded in SQLite, which the operator's commands (PostgreSQL first) read too."""
+    monolith_env = {
+        "DATABASE_URL": migrated_sqlite_url,
+        "SECONDARY_DATABASE_URL": pg_proxy.url_for(migrated_pg_url),
+        "VAULT_PATH": str(tmp_path),
+    }
+    operator = {"DATABASE_URL": migrated_pg_url, "SECONDARY_DATABASE_URL": migrated_sqlite_url}
+    assert run_weavenn("migrate", "dual-write", "on", env=operator).returncode == 0
+    monolith = start_server(weavenn_bin, tmp_path / "servers", "all", monolith_env)
+    try:
+        pg_proxy.cut()
+        written = monolith.client().post("/v2/tasks", json={"title": "legacy", "project_id": "p"})
+        assert written.status_code == 201
+    finally:
+        monolith.stop()
+    status = json.loads(run_weavenn("migrate", "status", "--json", env=operator).stdout)
+    dual = next(check for check in status["checks"] if check["item"] == "dual-write")
+    assert dual["detail"] == "on, 1 pending failures"
+
+    pg_proxy.restore()
+    replay = run_weavenn("migrate", "dual-write", "replay", env=operator)
+    assert replay.returncode == 0, replay.stderr
+    assert replay.stdout.strip() == "1 rows replayed"
+    assert _titles(migrated_pg_url) == {written.json()["id"]: "legacy"}
+    status = json.loads(run_weavenn("migrate", "status", "--json", env=operator).stdout)
+    dual = next(check for check in status["checks"] if check["item"] == "dual-write")
+    assert dual["detail"] == "on, 0 pending failures"

@@ -76,3 +76,39 @@ def test_a_missing_sqlite_file_is_reported_not_created(
     assert _states(status)["secondary schema at head"] == "fail"
     assert status["next_step"] == "point SECONDARY_DATABASE_URL at the existing database"
     assert not missing.exists()
+
+
+def test_dual_write_stays_on_until_the_monolith_serves_nobody(
+    run_weavenn, migrated_sqlite_url, migrated_pg_url
+) -> None:
+    """Once a rollout has started, the users not yet moved write to SQLite through the
+    monolith: switching dual-write off then would keep their writes from PostgreSQL."""
+    env = {"DATABASE_URL": migrated_pg_url, "SECONDARY_DATABASE_URL": migrated_sqlite_url}
+    insert_sqlite(migrated_sqlite_url, task_rows(5))
+    for step in (("dual-write", "on"), ("backfill",), ("verify",)):
+        assert run_weavenn("migrate", *step, env=env).returncode == 0
+    assert run_weavenn("rollout", "task-service", "25", env=env).returncode == 0
+
+    ramping = _status(run_weavenn, env)
+    assert ramping["next_step"] == (
+        "weavenn rollout task-service 100 (the monolith still serves 75 % of users), "
+        "then: weavenn migrate dual-write off"
+    )
+
+    assert run_weavenn("migrate", "dual-write", "off", env=env).returncode == 0
+    early = _status(run_weavenn, env)
+    dual = next(c for c in early["checks"] if c["item"] == "dual-write")
+    assert dual == {
+        "item": "dual-write",
+        "state": "fail",
+        "detail": "off, 0 pending failures, while the monolith still serves 75 % of users "
+        "from SQLite",
+    }
+    assert early["next_step"] == (
+        "weavenn migrate dual-write on, or: weavenn rollout task-service 100"
+    )
+
+    assert run_weavenn("rollout", "task-service", "100", env=env).returncode == 0
+    done = _status(run_weavenn, env)
+    assert _states(done)["dual-write"] == "ok"
+    assert done["next_step"].startswith("retire the old database sqlite")

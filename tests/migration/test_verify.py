@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
+import sqlalchemy as sa
 
 from tests.migration.conftest import insert_sqlite, pg_query, sqlite_query, task_rows
+from weavenn_cli.runtime.db.engine import make_engine
+from weavenn_cli.runtime.db.models import Task
 from weavenn_cli.runtime.migration import backfill, verify
+from weavenn_cli.runtime.migration.dual_write import DualWriter
 from weavenn_cli.runtime.migration.tables import application_tables, resolve_tables
 
 ROWS = 3_000  # enough for several levels of ranges (leaves hold 256 rows)
@@ -156,3 +161,62 @@ def test_unreachable_target_is_exit_2(run_weavenn, migrated_sqlite_url) -> None:
     )
     assert result.returncode == 2
     assert "cannot reach database" in result.stderr
+
+
+def _in_flight_task(sqlite_url: str) -> dict:
+    """A task the primary (SQLite here) has just committed; its mirror write is still to come."""
+    now = datetime(2024, 6, 1, 8, 0, tzinfo=UTC)
+    row = {
+        "id": "in-flight",
+        "project_id": "p",
+        "title": "written a moment ago",
+        "status": "todo",
+        "due_date": None,
+        "completed": False,
+        "created_at": now,
+        "tags": [],
+        "updated_at": now,
+    }
+    engine = make_engine(sqlite_url)
+    with engine.begin() as connection:
+        connection.execute(sa.insert(Task.__table__), row)
+    engine.dispose()
+    return row
+
+
+def test_a_write_in_flight_between_the_databases_is_not_a_difference(
+    copied, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dual-write applies a write to the second database right after the first committed it:
+    verify reads a leaf that differs again after a pause, where the mirror write lands."""
+    source, target = copied
+    row = _in_flight_task(source)
+    primary = make_engine(source)
+    mirror = DualWriter(primary, target, default_enabled=True)
+    pauses: list[float] = []
+
+    def mirror_lands(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 1:
+            assert mirror.mirror(Task.__table__, "insert", row) is True
+
+    monkeypatch.setattr(verify, "_settle", mirror_lands)
+    try:
+        report = verify.verify(source, target, resolve_tables(["tasks"]))
+    finally:
+        mirror.close()
+        primary.dispose()
+    assert report.identical, report.as_dict()
+    assert pauses == [verify.RECHECK_DELAYS[0]]
+
+
+def test_a_difference_that_stays_is_reported_after_the_rereads(
+    copied, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, target = copied
+    _in_flight_task(source)
+    pauses: list[float] = []
+    monkeypatch.setattr(verify, "_settle", pauses.append)
+    report = verify.verify(source, target, resolve_tables(["tasks"]))
+    assert report.tables["tasks"].missing_in_target == ["in-flight"]
+    assert pauses == list(verify.RECHECK_DELAYS)

@@ -299,12 +299,14 @@ dual_write_app = typer.Typer(
 def _set_dual_write(enabled: bool) -> None:
     from weavenn_cli.runtime.db.engine import describe_url
     from weavenn_cli.runtime.migration.dual_write import FLAG_TTL_SECONDS, set_dual_write
+    from weavenn_cli.runtime.migration.status import secondary_url
 
-    url = get_settings().database_url
-    set_dual_write(url, enabled)
+    settings = get_settings()
+    urls = set_dual_write(settings.database_url, enabled, secondary_url(settings))
     state = "on" if enabled else "off"
+    where = " and ".join(describe_url(url) for url in urls)
     stderr.print(
-        f"dual-write {state} (flag in {describe_url(url)}; every process follows within "
+        f"dual-write {state} (flag in {where}; every process follows within "
         f"{FLAG_TTL_SECONDS * 2:.0f}s)"
     )
 
@@ -340,20 +342,13 @@ def dual_write_status(as_json: bool = JSON_OPTION) -> None:
 
 @dual_write_app.command("replay")
 def dual_write_replay() -> None:
-    """Re-apply failed mirror writes from the primary's current rows."""
-    from weavenn_cli.runtime.db.engine import make_engine
-    from weavenn_cli.runtime.migration.dual_write import DualWriter
+    """Re-apply failed mirror writes from the current rows of the database that served them."""
+    from weavenn_cli.runtime.migration.dual_write import replay_both_ways
     from weavenn_cli.runtime.migration.status import secondary_url
 
     settings = get_settings()
-    primary = make_engine(settings.database_url)
-    writer = DualWriter(primary, secondary_url(settings), default_enabled=True)
-    try:
-        with stderr.status("replaying failed dual-writes"):
-            result = writer.replay()
-    finally:
-        writer.close()
-        primary.dispose()
+    with stderr.status("replaying failed dual-writes"):
+        result = replay_both_ways(settings.database_url, secondary_url(settings))
     stdout.print(f"{result.replayed} rows replayed")
     if result.failed:
-        raise WeavennError(f"replay stopped: {result.error}; fix the secondary and run it again")
+        raise WeavennError(f"replay stopped: {result.error}; fix that database and run it again")

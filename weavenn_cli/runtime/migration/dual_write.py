@@ -13,17 +13,23 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import sqlalchemy as sa
 
-from weavenn_cli.runtime.db.engine import make_engine
+from weavenn_cli.runtime.db.engine import describe_url, make_engine
 from weavenn_cli.runtime.db.models import DualWriteFailure
 from weavenn_cli.runtime.db.types import utcnow
-from weavenn_cli.runtime.errors import UsageError
+from weavenn_cli.runtime.errors import DatabaseError, UsageError
 from weavenn_cli.runtime.flags import MISSING, CachedFlag, read_flag, write_flag
-from weavenn_cli.runtime.migration.access import first_line, open_engine, upsert_statement
+from weavenn_cli.runtime.migration.access import (
+    first_line,
+    missing_sqlite_file,
+    open_engine,
+    upsert_statement,
+)
 from weavenn_cli.runtime.migration.tables import application_tables
 
 log = logging.getLogger(__name__)
@@ -45,19 +51,59 @@ class DualWriteStatus:
         return {"enabled": self.enabled, "pending_failures": self.pending_failures}
 
 
-def set_dual_write(primary_url: str, enabled: bool) -> None:
-    with open_engine(primary_url) as engine, engine.begin() as connection:
+def set_dual_write(primary_url: str, enabled: bool, secondary_url: str | None = None) -> list[str]:
+    """Set the flag in the primary and, when given and present, in the secondary.
+
+    During the migration both databases have writers: the task service on PostgreSQL
+    mirrors to SQLite, and the monolith still serving the legacy side on SQLite mirrors to
+    PostgreSQL. Each reads the flag from its own database, so one switch sets both. A
+    secondary SQLite file that does not exist has no process on it and is left alone.
+    Returns the URLs set, primary first.
+    """
+    urls = [primary_url]
+    if secondary_url is not None and not missing_sqlite_file(secondary_url):
+        urls.append(secondary_url)
+    # Every write happens before any commit: a database that refuses leaves both unchanged.
+    with ExitStack() as stack:
+        for url in urls:
+            engine = stack.enter_context(open_engine(url))
+            _write_flag(stack.enter_context(engine.begin()), enabled)
+    return urls
+
+
+def _write_flag(connection: sa.Connection, enabled: bool) -> None:
+    try:
         write_flag(connection, FLAG, enabled)
+    except sa.exc.DBAPIError as error:
+        where = describe_url(connection.engine.url)
+        raise DatabaseError(
+            f"could not set the dual-write flag in {where}: {first_line(error)} "
+            f"(is its schema at head? weavenn migrate db --database-url {where})"
+        ) from None
 
 
 def dual_write_status(primary_url: str, default: bool) -> DualWriteStatus:
     with open_engine(primary_url) as engine, engine.connect() as connection:
         stored = read_flag(connection, FLAG)
-        pending = connection.execute(
-            sa.select(sa.func.count()).select_from(FAILURES).where(FAILURES.c.resolved_at.is_(None))
-        ).scalar_one()
+        pending = _count_pending(connection)
     enabled = default if stored is MISSING else bool(stored)
-    return DualWriteStatus(enabled, int(pending), stored is not MISSING)
+    return DualWriteStatus(enabled, pending, stored is not MISSING)
+
+
+def pending_failures(url: str) -> int:
+    """Mirror writes that failed from the processes whose primary is `url`, not repaired yet."""
+    with open_engine(url) as engine:
+        if not sa.inspect(engine).has_table(FAILURES.name):
+            return 0  # a database before the migration's tables: nothing recorded there
+        with engine.connect() as connection:
+            return _count_pending(connection)
+
+
+def _count_pending(connection: sa.Connection) -> int:
+    count = connection.execute(
+        sa.select(sa.func.count()).select_from(FAILURES).where(FAILURES.c.resolved_at.is_(None))
+    ).scalar_one()
+    return int(count)
 
 
 class DualWriter:
@@ -192,6 +238,29 @@ class ReplayResult:
     replayed: int = 0
     failed: int = 0
     error: str | None = None
+
+
+def replay_both_ways(primary_url: str, secondary_url: str) -> ReplayResult:
+    """Replay the primary's failures into the secondary, then the secondary's into the
+    primary (those of the monolith mirroring from the old database), when it exists."""
+    total = ReplayResult()
+    directions = [(primary_url, secondary_url)]
+    if not missing_sqlite_file(secondary_url):
+        directions.append((secondary_url, primary_url))
+    for source, target in directions:
+        engine = make_engine(source)
+        writer = DualWriter(engine, target, default_enabled=True)
+        try:
+            result = writer.replay() if pending_failures(source) else ReplayResult()
+        finally:
+            writer.close()
+            engine.dispose()
+        total.replayed += result.replayed
+        if result.failed:
+            total.failed += result.failed
+            total.error = f"{describe_url(target)}: {result.error}"
+            break
+    return total
 
 
 def _key_match(table: sa.Table, row: Mapping[str, Any]) -> list[sa.ColumnElement[bool]]:

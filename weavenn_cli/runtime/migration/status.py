@@ -3,7 +3,9 @@
 1. schema at head on both databases, 2. dual-write on, 3. backfill of every application
 table, 4. verify identical, 5. dual-write off, reads from PostgreSQL only, 6. retire SQLite.
 Each item is read from the databases themselves; the first one not done is the next step.
-The task service's rollout percentage is shown alongside, for information.
+The task service's rollout percentage is shown alongside; once a rollout has started, the
+users it has not moved yet are served by the monolith from the old database, so dual-write
+must stay on until it reaches 100 %.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from weavenn_cli.runtime.errors import WeavennError
 from weavenn_cli.runtime.migration import backfill, dual_write, verify
 from weavenn_cli.runtime.migration.access import missing_sqlite_file
 from weavenn_cli.runtime.migration.tables import application_tables
-from weavenn_cli.runtime.rollout.store import RolloutStore
+from weavenn_cli.runtime.rollout.store import RolloutState, RolloutStore
 
 State = Literal["ok", "todo", "fail", "info"]
 
@@ -50,47 +52,62 @@ def migration_status(settings: Settings) -> MigrationStatus:
     status = MigrationStatus()
     steps: list[str] = []
     primary_ok = _schema_check(status, "primary", primary, steps)
-    _schema_check(status, "secondary", secondary, steps)
+    secondary_ok = _schema_check(status, "secondary", secondary, steps)
     if not primary_ok:
         status.next_step = steps[0]
         return status
     switch = dual_write.dual_write_status(primary, settings.dual_write_enabled)
+    # The monolith, whose primary is the old database, records its failed mirror writes there.
+    pending = switch.pending_failures
+    if secondary_ok:
+        pending += dual_write.pending_failures(secondary)
     backfilled_at = _backfill_checks(status, primary)
     last = verify.last_verify_result(primary)
     verified = _verify_check(status, last, backfilled_at)
-    status.checks.insert(
-        2,
-        Check(
-            "dual-write",
-            "ok" if switch.enabled or verified else "todo",
-            f"{'on' if switch.enabled else 'off'}, {switch.pending_failures} pending failures",
-        ),
+    rollout = _task_service_rollout(settings, primary)
+    # Once a rollout has started, the monolith serves the users below 100 % from the old
+    # database: without dual-write their writes would never reach PostgreSQL.
+    legacy_share = 100 - rollout.percent if rollout.source == "database" else 0
+    switched_off_early = not switch.enabled and verified and legacy_share > 0
+    detail = f"{'on' if switch.enabled else 'off'}, {pending} pending failures"
+    if switched_off_early:
+        detail += f", while the monolith still serves {legacy_share} % of users from SQLite"
+    dual_state: State = "fail" if switched_off_early else "ok"
+    if not (switch.enabled or verified):
+        dual_state = "todo"
+    status.checks.insert(2, Check("dual-write", dual_state, detail))
+    status.checks.append(
+        Check("task-service rollout", "info", f"{rollout.percent} % of users on the task service")
     )
-    status.checks.append(_rollout_check(settings, primary))
+    if switched_off_early:
+        steps.append("weavenn migrate dual-write on, or: weavenn rollout task-service 100")
     if not switch.enabled and backfilled_at is None and not verified:
         steps.append("weavenn migrate dual-write on")
     if backfilled_at is None:
         steps.append("weavenn migrate backfill")
-    if switch.pending_failures:
+    if pending:
         steps.append("weavenn migrate dual-write replay")
     if not verified:
         steps.append("weavenn migrate verify --repair")
-    if switch.enabled:
+    if switch.enabled and legacy_share:
+        steps.append(
+            f"weavenn rollout task-service 100 (the monolith still serves {legacy_share} % "
+            "of users), then: weavenn migrate dual-write off"
+        )
+    elif switch.enabled:
         steps.append("read tasks from PostgreSQL only, then: weavenn migrate dual-write off")
     steps.append(f"retire the old database {describe_url(secondary)} (keep a copy)")
     status.next_step = steps[0]
     return status
 
 
-def _rollout_check(settings: Settings, primary: str) -> Check:
+def _task_service_rollout(settings: Settings, primary: str) -> RolloutState:
     """How many users the extracted task service serves (`weavenn rollout task-service`)."""
     store = RolloutStore.open(primary, settings)
     try:
-        state = store.state("task-service")
+        return store.state("task-service")
     finally:
         store.close()
-    detail = f"{state.percent} % of users on the task service"
-    return Check("task-service rollout", "info", detail)
 
 
 def _schema_check(status: MigrationStatus, role: str, url: str, steps: list[str]) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -52,6 +53,11 @@ from weavenn_cli.runtime.migration.values import (
 TOP_SEGMENTS = 128
 FANOUT = 32
 LEAF_ROWS = 256
+# Under dual-write a row reaches the second database a moment after the first one committed
+# it: leaves that differ are read again after these pauses before their rows are reported.
+# Only a few leaves: many differing leaves are real differences, not writes in flight.
+RECHECK_DELAYS = (0.05, 0.25)
+RECHECK_MAX_LEAVES = 4
 
 Key = tuple[Any, ...]
 Range = tuple[Key | None, Key | None]  # [low, high); None is open
@@ -571,6 +577,11 @@ class _TableComparison:
 
     def compare_leaves(self, leaves: list[Range]) -> None:
         mine, theirs = self.both("hashes", leaves)
+        for delay in RECHECK_DELAYS:
+            if _same_rows(mine, theirs) or len(leaves) > RECHECK_MAX_LEAVES:
+                break
+            _settle(delay)
+            mine, theirs = self.both("hashes", leaves)
         only_source = [mine[k][0] for k in mine if k not in theirs]
         only_target = [theirs[k][0] for k in theirs if k not in mine]
         changed = [k for k in mine if k in theirs and mine[k][1] != theirs[k][1]]
@@ -587,6 +598,16 @@ class _TableComparison:
                     if a != b
                 ]
                 self.diff.different.append({"key": _report_key(mine[k][0]), "columns": columns})
+
+
+def _same_rows(mine: dict[Key, tuple[Key, int]], theirs: dict[Key, tuple[Key, int]]) -> bool:
+    """Same canonical keys with the same row hashes (the keys as read may differ in type)."""
+    return mine.keys() == theirs.keys() and all(mine[k][1] == theirs[k][1] for k in mine)
+
+
+def _settle(seconds: float) -> None:
+    """Give a write in flight between the two databases the time to land."""
+    time.sleep(seconds)
 
 
 def _report_key(key: Key) -> Any:
