@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -129,3 +130,31 @@ def test_a_record_is_alive_only_while_its_process_runs_and_did_not_stop(state: s
     assert rec.alive is (state == "running")
     rec.pid = 2**22 + 12345  # above the default pid_max: no such process
     assert rec.alive is False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_children_stop_when_the_supervisor_is_killed_without_a_chance_to_stop_them(
+    tmp_path: Path,
+) -> None:
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from weavenn_cli.runtime.stack.supervisor import ChildSpec, Supervisor\n"
+        "from weavenn_cli.runtime.stack.state import SupervisorRecord\n"
+        "folder = Path(sys.argv[1])\n"
+        "record = SupervisorRecord(0, 'starting', 0, 0, '', '', '', '')\n"
+        "child = ChildSpec('sleeper', (sys.executable, '-c', 'import time; time.sleep(600)'), 0)\n"
+        "sup = Supervisor([child], log_dir=folder, state_file=folder / 'up.json', record=record)\n"
+        "sup.start()\n"
+        "print(sup.children[0].pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    assert pid_alive(child)
+    parent.kill()
+    parent.wait(10)
+    wait_until(lambda: not pid_alive(child), timeout=10, what="the orphan to stop")

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -88,6 +89,7 @@ class Child:
                 cwd=cwd,
                 env={**base_env, **self.spec.env},
                 start_new_session=True,
+                preexec_fn=_die_with_parent(),
             )
         self.state = "running"
         self.started_at = time.time()
@@ -131,6 +133,27 @@ class Child:
             last_exit=self.last_exit,
             queue=self.spec.queue,
         )
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """On Linux, a child gets SIGTERM when the supervisor dies without stopping it (kill -9,
+    the out-of-memory killer): no orphan keeps the port or the queue. Elsewhere, nothing."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def arrange() -> None:  # runs in the child between fork and exec: no locks, no imports
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the supervisor died before the call: go now
+            os._exit(1)
+
+    return arrange
+
+
+PR_SET_PDEATHSIG = 1
 
 
 def _write_banner(handle: IO[bytes], text: str) -> None:
