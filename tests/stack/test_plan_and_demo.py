@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -136,3 +137,32 @@ def test_the_demo_notes_are_package_data_next_to_the_code() -> None:
     shipped = demo_notes()
     assert shipped.joinpath("Welcome.md").is_file()
     assert shipped.joinpath("Tasks.md").is_file()
+
+
+def test_up_without_a_vault_says_how_to_get_one(run_weavenn) -> None:
+    result = run_weavenn("up", "--port", "1")
+    assert result.returncode == 2
+    assert "vault folder" in result.stderr and "weavenn up --demo" in result.stderr
+    assert not Path("data/up.json").exists()
+
+
+def test_up_refuses_a_port_in_use_before_starting_anything(run_weavenn, tmp_path: Path) -> None:
+    import socket
+
+    (tmp_path / "vault").mkdir()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = run_weavenn("up", "--port", str(taken.getsockname()[1]))
+    assert result.returncode == 1
+    assert "cannot serve the API on 127.0.0.1:" in result.stderr and "--port" in result.stderr
+    assert not Path("data/up.json").exists()
+
+
+def test_status_where_up_never_ran_exits_1_and_says_so(run_weavenn) -> None:
+    result = run_weavenn("status", "--json")
+    assert result.returncode == 1
+    snapshot = json.loads(result.stdout)
+    assert snapshot["running"] is False and snapshot["processes"] == []
+    assert "not running" in result.stderr
+    assert not Path("data").exists()  # looking created nothing

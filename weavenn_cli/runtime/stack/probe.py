@@ -195,9 +195,14 @@ class StackProbe:
             return False
 
     def _engine_for_reads(self) -> Engine:
-        from weavenn_cli.runtime.db.engine import make_engine
+        from weavenn_cli.runtime.db.engine import make_engine, parse_database_url
 
         if self._engine is None:
+            url = parse_database_url(self.settings.database_url)
+            # Looking must not create: a SQLite file that is not there stays absent.
+            file = url.database if url.get_backend_name() == "sqlite" else None
+            if file and file != ":memory:" and not Path(file).expanduser().exists():
+                raise WeavennError(f"no database yet at {file}")
             self._engine = make_engine(self.settings.database_url)
         return self._engine
 
