@@ -25,6 +25,8 @@ def test_help_lists_every_command_group_with_a_purpose() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
     for group in (
+        "up",
+        "status",
         "config",
         "migrate",
         "doctor",
@@ -66,7 +68,8 @@ def test_help_does_not_import_heavy_libraries() -> None:
         "             ['serve', '--help'], ['vault', '--help'], ['watch', '--help'],\n"
         "             ['k8s', '--help'], ['k8s', 'apply', '--help'], ['compose', '--help'],\n"
         "             ['bus', '--help'], ['dlq', '--help'], ['consume', '--help'],\n"
-        "             ['relay', '--help'], ['rollout', '--help']):\n"
+        "             ['relay', '--help'], ['rollout', '--help'], ['up', '--help'],\n"
+        "             ['status', '--help']):\n"
         "    assert CliRunner().invoke(app, args).exit_code == 0\n"
         "heavy = ['sqlalchemy', 'alembic', 'pydantic_settings', 'pika', 'fastapi', 'uvicorn',\n"
         "         'kubernetes', 'docker', 'psycopg', 'httpx', 'jinja2', 'starlette',\n"

@@ -22,6 +22,7 @@ from weavenn_cli.commands import migrate as migrate_commands
 from weavenn_cli.commands import relay as relay_commands
 from weavenn_cli.commands import rollout as rollout_commands
 from weavenn_cli.commands import serve as serve_commands
+from weavenn_cli.commands import up as up_commands
 from weavenn_cli.commands import vault as vault_commands
 from weavenn_cli.commands import watch as watch_commands
 from weavenn_cli.commands._shared import reset_state, state, stderr
@@ -96,6 +97,8 @@ def root(
     reset_state(env_file, debug)
 
 
+app.command("up")(up_commands.up)
+app.command("status")(up_commands.status)
 app.add_typer(config_commands.app, name="config")
 app.add_typer(migrate_commands.app, name="migrate")
 app.command("doctor")(doctor_commands.doctor)

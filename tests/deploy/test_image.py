@@ -143,6 +143,7 @@ def test_wheel_built_and_installed_as_the_image_does_runs_from_anywhere(tmp_path
     assert "weavenn_cli/templates/compose/docker-compose.yml.j2" in shipped
     assert "weavenn_cli/templates/values/prod.yaml" in shipped
     assert "weavenn_cli/runtime/migrations/versions/001_create_tasks_table.py" in shipped
+    assert "weavenn_cli/runtime/stack/demo_vault/Welcome.md" in shipped  # `weavenn up --demo`
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
