@@ -14,7 +14,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -134,5 +134,26 @@ class SinkingBatchConsumer(BatchingConsumer):
                 consumer=self.name,
                 message_id=delivery.message_id,
                 file_path=str(delivery.body.get("file_path", "")),
+            )
+        )
+
+
+class CommitEachConsumer(RecordingConsumer):
+    """Asks for a commit per message; records, as its batch, how many effects other
+    connections could see when it started each message."""
+
+    name: ClassVar[str] = "commit-each"
+    commit_each: ClassVar[bool] = True
+
+    def __init__(self, count_committed: Callable[[], int]) -> None:
+        self._count_committed = count_committed
+
+    def handle(self, session: Session, delivery: Delivery) -> None:
+        session.execute(
+            insert(effects).values(
+                consumer=self.name,
+                message_id=delivery.message_id,
+                file_path=str(delivery.body.get("file_path", "")),
+                batch=str(self._count_committed()),
             )
         )

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select, update
 
-from tests.bus.consumers import BatchingConsumer, RecordingConsumer, SinkingBatchConsumer
+from tests.bus.consumers import (
+    BatchingConsumer,
+    CommitEachConsumer,
+    RecordingConsumer,
+    SinkingBatchConsumer,
+)
 from tests.bus.harness import Bus, vault_event, wait_until
 from weavenn_cli.runtime.bus.deadletters import DeadLetters
 from weavenn_cli.runtime.bus.transport import OutgoingMessage
@@ -33,6 +38,16 @@ def test_a_burst_takes_effect_once_each_and_leaves_the_queue_empty(bus: Bus) -> 
         wait_until(lambda: bus.queue("mcp_sync").ready == 0, what="queue drained")
     assert sorted(m for m, _, _ in bus.effects()) == sorted(e.message_id for e in events)
     assert runner.metrics.totals()["processed"] == 40
+
+
+def test_a_commit_each_consumer_finds_every_earlier_message_committed(bus: Bus) -> None:
+    # Its effects leave the database (agent-tasks writes notes): the messages in hand do not
+    # share a transaction, so each one starts with all the earlier ones visible to others.
+    bus.publish([vault_event(f"notes/{i}.md") for i in range(12)])
+    with bus.running(CommitEachConsumer(bus.effect_count), prefetch=10):
+        wait_until(lambda: bus.effect_count() >= 12, what="12 effects")
+    seen = [int(batch or -1) for _, _, batch in bus.effects()]
+    assert seen == list(range(12))
 
 
 def test_duplicate_delivery_changes_nothing(bus: Bus) -> None:

@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 class AgentTasksConsumer:
     name: ClassVar[str] = "agent-tasks"
     queue: ClassVar[str] = "agent_tasks"
+    # The note is written outside the database: commit each message before the next, so
+    # git-auto-commit finds the write-back record by the time the file's event reaches it.
+    commit_each: ClassVar[bool] = True
     bindings: ClassVar[tuple[str, ...]] = ("vault.file.created", "vault.file.updated", "task.*")
 
     def __init__(self, agent: Agent, vault: Path, *, vault_id: str = "weave-nn") -> None:

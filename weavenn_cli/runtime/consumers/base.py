@@ -42,6 +42,10 @@ class Consumer(Protocol):
     bindings: ClassVar[tuple[str, ...]]
     """Routing-key patterns bound to the queue on the topic exchange."""
 
+    # Optional `commit_each: ClassVar[bool] = True`: the runner commits each message before
+    # handling the next (by default, messages in hand share one transaction, a savepoint each).
+    # For consumers whose effect also leaves the database (a file written, a webhook called).
+
     def handle(self, session: Session, delivery: Delivery) -> None:
         """Apply the effect of `delivery` inside `session`'s transaction.
 

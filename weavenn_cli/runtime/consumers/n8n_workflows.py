@@ -49,6 +49,9 @@ class WebhookUnavailable(Exception):
 class N8nWorkflowsConsumer:
     name: ClassVar[str] = "n8n-workflows"
     queue: ClassVar[str] = "n8n_workflows"
+    # A webhook call is outside the database: one message per transaction keeps the
+    # database (SQLite's write lock) free between calls and a failed commit to one re-send.
+    commit_each: ClassVar[bool] = True
     bindings: ClassVar[tuple[str, ...]] = ("vault.#", "task.#")
 
     def __init__(

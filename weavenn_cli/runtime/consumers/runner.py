@@ -256,7 +256,11 @@ class Runner:
             ([p], partial(self._apply_redelivered, p)) for p in batch if p.message.redelivered
         ]
         first = [p for p in batch if not p.message.redelivered]
-        if first:
+        if first and getattr(self.consumer, "commit_each", False):
+            # Its effects leave the database (a note written, a webhook called): each message
+            # commits before the next starts, so what others see outside follows the records.
+            jobs.extend(([p], partial(self._apply, [p])) for p in first)
+        elif first:
             jobs.append((first, partial(self._apply, first)))
         for number, (messages, work) in enumerate(jobs):
             if not self._run_job(channel, messages, work):
