@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -11,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, create_engine, func, select
 
-from tests.bus.consumers import effects
+from tests.bus.consumers import create_effects_table, effects
 from weavenn_cli.runtime.bus import outbox
 from weavenn_cli.runtime.bus.transport import OutgoingMessage, Transport, open_transport
 from weavenn_cli.runtime.config import Settings, load_settings
@@ -147,3 +150,34 @@ class Bus:
 
 def subprocess_env(bus: Bus, **extra: str) -> dict[str, str]:
     return {**os.environ, **bus.env, **extra}
+
+
+def make_bus(request: pytest.FixtureRequest, variant: str) -> Bus:
+    """A bus for `variant` ("rabbitmq-postgresql", "embedded-sqlite"...), with the effects
+    table of the test consumers."""
+    kind, database = variant.split("-")
+    fixture = "migrated_pg_url" if database == "postgresql" else "migrated_sqlite_url"
+    database_url = str(request.getfixturevalue(fixture))
+    rabbitmq_url = str(request.getfixturevalue("rabbitmq_url")) if kind == "rabbitmq" else None
+    create_effects_table(database_url)
+    return Bus(kind, database_url, rabbitmq_url)
+
+
+@contextmanager
+def consume_process(
+    bus: Bus, consumer: str, *args: str, **env: str
+) -> Iterator[subprocess.Popen[str]]:
+    """`weavenn consume CONSUMER ARGS` on this bus; killed at the end if still running."""
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "weavenn"), "consume", consumer, *args],
+        env=subprocess_env(bus, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=30)

@@ -5,37 +5,21 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager as ContextManager
 from pathlib import Path
 
 import pytest
 
-from tests.bus.harness import Bus, subprocess_env, vault_event, wait_until
+from tests.bus.harness import Bus, consume_process, vault_event, wait_until
 from weavenn_cli.runtime.bus.deadletters import DeadLetters
 
 RECORDER = "tests.bus.consumers:RecordingConsumer"
-BIN = Path(sys.executable).parent / "weavenn"
 
 
-@contextmanager
-def consumer_process(bus: Bus, *args: str, **env: str) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen(
-        [str(BIN), "consume", RECORDER, *args],
-        env=subprocess_env(bus, **env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=30)
+def consumer_process(bus: Bus, *args: str, **env: str) -> ContextManager[subprocess.Popen[str]]:
+    return consume_process(bus, RECORDER, *args, **env)
 
 
 @pytest.mark.xdist_group("consume-process")

@@ -8,34 +8,17 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager as ContextManager
 from pathlib import Path
 
 import pytest
 
-from tests.bus.harness import Bus, subprocess_env, wait_until
+from tests.bus.harness import Bus, consume_process, wait_until
 from tests.consumers.gitvault import commit_count, event, git, init_vault, message, write
 
-BIN = Path(sys.executable).parent / "weavenn"
 
-
-@contextmanager
-def git_consumer(bus: Bus, vault: Path, **env: str) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen(
-        [str(BIN), "consume", "git-auto-commit"],
-        env=subprocess_env(bus, VAULT_PATH=str(vault), **env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=30)
+def git_consumer(bus: Bus, vault: Path, **env: str) -> ContextManager[subprocess.Popen[str]]:
+    return consume_process(bus, "git-auto-commit", VAULT_PATH=str(vault), **env)
 
 
 @pytest.mark.xdist_group("consume-process")
