@@ -83,9 +83,9 @@ def test_an_unreachable_database_is_waited_out_without_spending_retries(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from tests.bus.conftest import _make_bus
+    from tests.bus.harness import make_bus
 
-    bus = _make_bus(request, variant)
+    bus = make_bus(request, variant)
     monkeypatch.setenv("TEST_HANDLER_SLEEP", "0.05")
     first = [vault_event(f"before/{i}.md") for i in range(20)]
     later = [vault_event(f"during/{i}.md") for i in range(10)]
@@ -128,10 +128,10 @@ def test_an_embedded_lease_is_renewed_while_a_slow_handler_runs(
 ) -> None:
     import threading
 
-    from tests.bus.conftest import _make_bus
+    from tests.bus.harness import make_bus
     from weavenn_cli.runtime.bus.embedded import EmbeddedTransport
 
-    bus = _make_bus(request, "embedded-postgresql")
+    bus = make_bus(request, "embedded-postgresql")
     started = tmp_path / "started.log"
     monkeypatch.setenv("TEST_STARTED_FILE", str(started))
     monkeypatch.setenv("TEST_HANDLER_SLEEP", "4")
