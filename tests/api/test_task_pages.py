@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -78,3 +79,29 @@ def _through_models(service: DatabaseTaskService, query: TaskQuery) -> bytes:
 def test_list_json_is_the_models_json(service: DatabaseTaskService, query: TaskQuery) -> None:
     assert service.list_json(query) == _through_models(service, query)
     assert TASK_PAGE.dump_json(service.list(query)) == service.list_json(query)
+
+
+async def _pages(service: DatabaseTaskService, queries: list[TaskQuery]) -> list[bytes]:
+    try:
+        # Several times each: psycopg prepares a statement on its fifth execution.
+        return [await service.list_page(query) for query in queries for _ in range(6)]
+    finally:
+        await service.aclose()
+
+
+QUERIES = [
+    TaskQuery(),
+    TaskQuery(limit=5, offset=3),
+    TaskQuery(project_id="p1", tag="ops", limit=2),
+    TaskQuery(limit=3, offset=10),
+    TaskQuery(offset=50),
+    TaskQuery(tag="nowhere"),
+]
+
+
+def test_the_apis_page_is_the_models_json(service: DatabaseTaskService) -> None:
+    """What the API answers (built by PostgreSQL there, by orjson on SQLite) is the models'."""
+    assert (service.pages is not None) == (service.reads.dialect.name == "postgresql")
+    pages = asyncio.run(_pages(service, QUERIES))
+    expected = [_through_models(service, query) for query in QUERIES for _ in range(6)]
+    assert pages == expected

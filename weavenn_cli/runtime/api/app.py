@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -95,6 +96,7 @@ def create_app(service: ServiceName, settings: Settings) -> FastAPI:
                 async with routing.proxy.running(), routing.running():
                     yield
         finally:
+            await services.aclose()
             services.close()
 
     app = FastAPI(
@@ -220,10 +222,17 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(sa_exc.OperationalError)
     async def database_down(request: Request, error: sa_exc.OperationalError) -> JSONResponse:
-        logger.warning(
-            "database unavailable (request id %s): %s", request_id_of(request.scope), error.orig
-        )
-        return _answer(request, ServiceUnavailable("the database is unavailable; retry shortly"))
+        return _database_unavailable(request, error.orig)
+
+    # The list reads PostgreSQL with psycopg directly, without SQLAlchemy's wrapping.
+    @app.exception_handler(psycopg.OperationalError)
+    async def page_database_down(request: Request, error: psycopg.OperationalError) -> JSONResponse:
+        return _database_unavailable(request, error)
+
+
+def _database_unavailable(request: Request, error: BaseException | None) -> JSONResponse:
+    logger.warning("database unavailable (request id %s): %s", request_id_of(request.scope), error)
+    return _answer(request, ServiceUnavailable("the database is unavailable; retry shortly"))
 
 
 def _answer(request: Request, problem: Problem) -> JSONResponse:

@@ -24,6 +24,10 @@ class Services:
     git: GitRepository | None = None
     search: SearchService | None = None
 
+    async def aclose(self) -> None:
+        if self.tasks is not None:
+            await self.tasks.aclose()
+
     def close(self) -> None:
         for service in (self.tasks, self.files, self.search):
             if service is not None:

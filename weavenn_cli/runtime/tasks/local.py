@@ -43,7 +43,8 @@ from weavenn_cli.runtime.tasks.models import (
     TaskQuery,
     task_page_json,
 )
-from weavenn_cli.runtime.tasks.service import TaskNotFound
+from weavenn_cli.runtime.tasks.pages import PageReader, page_json_sql
+from weavenn_cli.runtime.tasks.service import TaskNotFound, in_database_thread
 
 if TYPE_CHECKING:
     from weavenn_cli.runtime.migration.dual_write import DualWriter, Operation
@@ -59,10 +60,15 @@ class DatabaseTaskService:
     """The task service on DATABASE_URL (SQLite or PostgreSQL)."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], dual_writer: DualWriter | None = None
+        self,
+        sessions: sessionmaker[Session],
+        dual_writer: DualWriter | None = None,
+        pages: PageReader | None = None,
     ) -> None:
         self.sessions = sessions
         self.dual_writer = dual_writer
+        # On PostgreSQL, what answers the API's list (SQLite keeps the thread and `list_json`).
+        self.pages = pages
         bind: Engine = sessions.kw["bind"]
         # Reads are one SELECT each: on PostgreSQL they run in autocommit, which spares the
         # BEGIN and ROLLBACK round trips a transaction would add around the query.
@@ -114,6 +120,13 @@ class DatabaseTaskService:
         items, next_offset = self._page(query)
         return task_page_json(items, query.limit, query.offset, next_offset)
 
+    async def list_page(self, query: TaskQuery) -> bytes:
+        if self.pages is None:
+            return await in_database_thread(functools.partial(self.list_json, query))
+        rows = _page_sql(self.reads.dialect, _shape(query)) + _limit_offset(query)
+        sql = page_json_sql(rows, int(query.limit), int(query.offset))
+        return await self.pages.fetch(sql, _page_params(query))
+
     def _page(self, query: TaskQuery) -> Page:
         """The page's tasks as field dicts, and the offset of the next page (None at the end)."""
         # One row more than asked tells whether there is a next page without a COUNT.
@@ -135,18 +148,9 @@ class DatabaseTaskService:
         """The hot path of the API: SQL compiled once per kind of query, rows as psycopg
         reads them (typed already: timestamptz, jsonb, boolean), without SQLAlchemy's
         per-value result processing, which costs more than the query itself."""
-        sql = _page_sql(self.reads.dialect, _shape(query))
-        # LIMIT and OFFSET are written into the SQL, not sent as parameters: once psycopg
-        # prepares the statement, PostgreSQL would otherwise settle on a generic plan that
-        # cannot know the limit, sorting the whole table instead of reading the index.
-        sql += f" LIMIT {int(query.limit) + 1} OFFSET {int(query.offset)}"
-        params = {
-            "project_id": query.project_id,
-            "status": query.status,
-            "tag": Jsonb([query.tag]),
-        }
+        sql = _page_sql(self.reads.dialect, _shape(query)) + _limit_offset(query)
         with self.reads.connect() as connection:
-            return connection.exec_driver_sql(sql, params).mappings().all()
+            return connection.exec_driver_sql(sql, _page_params(query)).mappings().all()
 
     def update(self, task_id: str, patch: TaskPatch, *, user_id: str | None = None) -> Task:
         changes = patch.changes()
@@ -175,6 +179,10 @@ class DatabaseTaskService:
         """After the commit: the secondary database gets the write too (never fails it)."""
         if self.dual_writer is not None:
             self.dual_writer.mirror(TASKS, operation, task.model_dump())
+
+    async def aclose(self) -> None:
+        if self.pages is not None:
+            await self.pages.close()
 
     def close(self) -> None:
         if self.dual_writer is not None:
@@ -270,6 +278,20 @@ def _shape(query: TaskQuery) -> TaskQuery:
         tag=None if query.tag is None else "",
         sort=query.sort,
     )
+
+
+def _limit_offset(query: TaskQuery) -> str:
+    """One row more than the page, after the skipped ones.
+
+    Written into the SQL, not sent as parameters: once psycopg prepares the statement,
+    PostgreSQL would otherwise settle on a generic plan that cannot know the limit, sorting
+    the whole table instead of reading the index.
+    """
+    return f" LIMIT {int(query.limit) + 1} OFFSET {int(query.offset)}"
+
+
+def _page_params(query: TaskQuery) -> dict[str, Any]:
+    return {"project_id": query.project_id, "status": query.status, "tag": Jsonb([query.tag])}
 
 
 @functools.lru_cache(maxsize=64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from urllib.parse import quote
 
 from weavenn_cli.runtime.config import Settings
@@ -14,6 +15,7 @@ from weavenn_cli.runtime.tasks.models import (
     TaskPatch,
     TaskQuery,
 )
+from weavenn_cli.runtime.tasks.service import in_database_thread
 
 
 class RemoteTaskService:
@@ -37,6 +39,9 @@ class RemoteTaskService:
     def list_json(self, query: TaskQuery) -> bytes:
         return TASK_PAGE.dump_json(self.list(query))
 
+    async def list_page(self, query: TaskQuery) -> bytes:
+        return await in_database_thread(partial(self.list_json, query))
+
     def update(self, task_id: str, patch: TaskPatch, *, user_id: str | None = None) -> Task:
         body = patch.model_dump(mode="json", exclude_unset=True)
         response = self.client.call("PATCH", _path(task_id), json=body, user_id=user_id)
@@ -44,6 +49,9 @@ class RemoteTaskService:
 
     def delete(self, task_id: str, *, user_id: str | None = None) -> None:
         self.client.call("DELETE", _path(task_id), user_id=user_id)
+
+    async def aclose(self) -> None:
+        pass
 
     def close(self) -> None:
         self.client.close()

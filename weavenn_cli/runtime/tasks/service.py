@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from weavenn_cli.runtime.problems import NotFound
 from weavenn_cli.runtime.tasks.models import Task, TaskCreate, TaskPage, TaskPatch, TaskQuery
@@ -17,6 +20,18 @@ if TYPE_CHECKING:
 DATABASE_POOL_SIZE = 20
 # A pooled connection unused for this long is checked before a request gets it.
 PING_AFTER_IDLE_SECONDS = 1.0
+T = TypeVar("T")
+# As many threads as pooled connections: more could only wait for a connection.
+DATABASE_THREADS = ThreadPoolExecutor(DATABASE_POOL_SIZE, thread_name_prefix="weavenn-db")
+
+
+async def in_database_thread(call: Callable[[], T]) -> T:
+    """Run a blocking database call off the event loop, on the threads kept for that.
+
+    The busiest routes use this instead of FastAPI's thread pool for plain functions:
+    asyncio's executor hands the call over for about half the CPU time.
+    """
+    return await asyncio.get_running_loop().run_in_executor(DATABASE_THREADS, call)
 
 
 class TaskNotFound(NotFound):
@@ -36,9 +51,17 @@ class TaskService(Protocol):
         """The same page as `list`, as the JSON the API answers."""
         ...
 
+    async def list_page(self, query: TaskQuery) -> bytes:
+        """`list_json` for the event loop: the API's list awaits this."""
+        ...
+
     def update(self, task_id: str, patch: TaskPatch, *, user_id: str | None = None) -> Task: ...
 
     def delete(self, task_id: str, *, user_id: str | None = None) -> None: ...
+
+    async def aclose(self) -> None:
+        """Release what lives on the event loop (before `close`, on the same loop)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -66,7 +89,13 @@ def task_service_for(settings: Settings, *, remote: bool) -> TaskService:
     )
     if engine.dialect.name != "sqlite":
         ping_when_idle(engine, PING_AFTER_IDLE_SECONDS)
-    return DatabaseTaskService(session_factory(engine), _dual_writer(settings, engine))
+    pages = None
+    if engine.dialect.name == "postgresql":
+        from weavenn_cli.runtime.tasks.pages import PageReader
+
+        conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        pages = PageReader(conninfo, DATABASE_POOL_SIZE)
+    return DatabaseTaskService(session_factory(engine), _dual_writer(settings, engine), pages)
 
 
 def _dual_writer(settings: Settings, engine: Engine) -> DualWriter | None:

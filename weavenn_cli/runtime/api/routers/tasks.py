@@ -7,13 +7,10 @@ version wrote it; its answers announce the deprecation (RFC 9745 `Deprecation`, 
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from functools import partial
-from typing import Annotated, TypeVar
+from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
@@ -33,13 +30,10 @@ from weavenn_cli.runtime.tasks.models import (
     TaskStatus,
     TaskV1,
 )
-from weavenn_cli.runtime.tasks.service import DATABASE_POOL_SIZE, TaskService
+from weavenn_cli.runtime.tasks.service import TaskService, in_database_thread
 
 V1_DEPRECATED_AT = datetime(2026, 12, 1, tzinfo=UTC)
 V1_SUNSET_AT = datetime(2027, 6, 1, tzinfo=UTC)
-T = TypeVar("T")
-# As many threads as pooled connections: more could only wait for a connection.
-DATABASE_THREADS = ThreadPoolExecutor(DATABASE_POOL_SIZE, thread_name_prefix="weavenn-db")
 
 Tasks = Annotated[TaskService, Depends(deps.tasks)]
 UserId = Annotated[str | None, Depends(deps.user_id)]
@@ -61,18 +55,10 @@ async def task_query(
 Query_ = Annotated[TaskQuery, Depends(task_query)]
 
 
-async def in_database_thread(call: Callable[[], T]) -> T:
-    """Run a blocking database call off the event loop, on the threads kept for that.
-
-    The two busiest routes use this instead of FastAPI's thread pool for plain functions:
-    asyncio's executor hands the call over for about half the CPU time.
-    """
-    return await asyncio.get_running_loop().run_in_executor(DATABASE_THREADS, call)
-
-
 async def list_tasks(service: Tasks, query: Query_) -> Response:
-    # Serialised once by the service; `response_model` still documents the shape.
-    page = await in_database_thread(partial(service.list_json, query))
+    # Serialised once by the service (by PostgreSQL itself there); `response_model` still
+    # documents the shape.
+    page = await service.list_page(query)
     return Response(page, media_type="application/json")
 
 
