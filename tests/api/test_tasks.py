@@ -252,3 +252,17 @@ def test_list_parameters_are_checked(api: httpx.Client) -> None:
     for params in ({"limit": 0}, {"limit": 501}, {"offset": -1}, {"sort": "id; drop"}):
         answer = api.get("/v2/tasks", params=params)
         assert answer.status_code == 422, params
+        # Located as FastAPI locates a query parameter, though the route validates them itself.
+        (name,) = params
+        assert answer.json()["error"]["message"].startswith(f"query.{name}: "), answer.text
+        assert answer.json()["error"]["details"]["errors"][0]["location"] == ["query", name]
+    documented = api.get("/openapi.json").json()["paths"]["/v2/tasks"]["get"]["parameters"]
+    assert [p["name"] for p in documented] == [
+        "project_id",
+        "status",
+        "tag",
+        "limit",
+        "offset",
+        "sort",
+    ]
+    assert {p["in"] for p in documented} == {"query"}

@@ -274,7 +274,7 @@ def _shape(query: TaskQuery) -> TaskQuery:
     """The query with placeholder values: the same SQL for every query of its kind."""
     return TaskQuery(
         project_id=None if query.project_id is None else "",
-        status=None if query.status is None else "",
+        status=None if query.status is None else "todo",
         tag=None if query.tag is None else "",
         sort=query.sort,
     )

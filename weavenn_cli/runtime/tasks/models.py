@@ -106,12 +106,27 @@ class TaskPatch(TaskPatchV1):
 
 @dataclass(frozen=True)
 class TaskQuery:
+    """A list's filters, page and sort; hashable, to key the SQL cached per kind of query."""
+
     project_id: str | None = None
-    status: str | None = None
+    status: TaskStatus | None = None
     tag: str | None = None
-    limit: int = 50
-    offset: int = 0
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE)] = 50
+    offset: Annotated[int, Field(ge=0)] = 0
     sort: SortKey = "-created_at"
+
+
+# A list's query string, validated in one call (as FastAPI would, parameter by parameter).
+TASK_QUERY = TypeAdapter(TaskQuery)
+
+
+def task_query_parameters() -> list[dict[str, Any]]:
+    """The query parameters of a list, for the OpenAPI document."""
+    schema = TASK_QUERY.json_schema()
+    return [
+        {"name": name, "in": "query", "required": False, "schema": field}
+        for name, field in schema["properties"].items()
+    ]
 
 
 class TaskPage(BaseModel):

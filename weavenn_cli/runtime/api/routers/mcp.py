@@ -118,7 +118,7 @@ def search_notes(body: SearchNotesBody, service: search_routes.Search) -> Search
 
 @router.post("/list_tasks", response_model=TaskPage)
 async def list_tasks(body: ListTasksBody, service: task_routes.Tasks) -> Response:
-    return await task_routes.list_tasks(service, TaskQuery(**body.model_dump()))
+    return await task_routes.page_response(service, TaskQuery(**body.model_dump()))
 
 
 @router.post("/create_task", response_model=Task, status_code=status.HTTP_201_CREATED)
