@@ -16,6 +16,8 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from weavenn_cli.runtime.api import deps
 from weavenn_cli.runtime.tasks.models import (
@@ -98,6 +100,26 @@ def update_task(task_id: str, body: TaskPatch, service: Tasks, user: UserId) -> 
 
 def delete_task(task_id: str, service: Tasks, user: UserId) -> None:
     service.delete(task_id, user_id=user)
+
+
+class ListRoute(Route):
+    """`GET` of a task list as a plain Starlette route, placed before FastAPI's routes.
+
+    FastAPI's handling of a route (its dependency solving, even for a lone `Request`) costs
+    a list request more CPU than the rest of its routing; the `APIRoute` of the same path
+    stays for the OpenAPI document and for the other methods. The route is in the scope as
+    FastAPI's are, for the metrics' endpoint label.
+    """
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match is not Match.NONE:
+            child_scope["route"] = self
+        return match, child_scope
+
+
+def list_route(prefix: str) -> ListRoute:
+    return ListRoute(prefix, list_tasks, methods=["GET"], include_in_schema=False)
 
 
 def current_router(prefix: str) -> APIRouter:
