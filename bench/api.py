@@ -25,6 +25,7 @@ import json
 import math
 import os
 import random
+import resource
 import signal
 import socket
 import statistics
@@ -300,29 +301,52 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_load(spec: dict[str, object], server_pid: int) -> dict[str, float]:
+def database_backends(database: str) -> list[int]:
+    """The PostgreSQL server processes serving `database` now (the API's connections)."""
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,)
+        ).fetchall()
+    return [int(pid) for (pid,) in rows]
+
+
+def run_load(spec: dict[str, object], server_pid: int, database: str) -> dict[str, float]:
     """The load generator in a second process, so it does not share the server's interpreter.
 
-    Also the server's CPU time per request during the run: unlike requests/s, it hardly moves
-    with what else the machine is doing.
+    Also the CPU time per request during the run of the server, of PostgreSQL's processes
+    serving it (when PostgreSQL runs on this machine) and of the load generator: unlike
+    requests/s, these hardly move with what else the machine is doing.
     """
     cpu_before = cpu_seconds(server_pid)
+    backends_before = {pid: cpu_seconds(pid) for pid in database_backends(database)}
+    client_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = subprocess.run(
         [sys.executable, __file__, "--loadgen", json.dumps(spec)],
         capture_output=True,
         text=True,
         check=True,
     )
+    client_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     figures: dict[str, float] = json.loads(result.stdout)
-    busy = cpu_seconds(server_pid) - cpu_before
-    figures["cpu_ms"] = 1000 * busy / max(1.0, figures["requests"])
+    requests = max(1.0, figures["requests"])
+    figures["cpu_ms"] = 1000 * (cpu_seconds(server_pid) - cpu_before) / requests
+    database_busy = sum(
+        cpu_seconds(pid) - backends_before.get(pid, 0.0) for pid in database_backends(database)
+    )
+    figures["db_cpu_ms"] = 1000 * database_busy / requests
+    client_busy = (client_after.ru_utime + client_after.ru_stime) - (
+        client_before.ru_utime + client_before.ru_stime
+    )
+    figures["client_cpu_ms"] = 1000 * client_busy / requests
     return figures
 
 
 def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
     return {
         key: statistics.median(run[key] for run in runs)
-        for key in ("rps", "p50", "p95", "p99", "errors", "cpu_ms")
+        for key in ("rps", "p50", "p95", "p99", "errors", "cpu_ms", "db_cpu_ms", "client_cpu_ms")
     }
 
 
@@ -382,6 +406,7 @@ def main() -> None:
                     "duration": 1.5,
                 },
                 pid,
+                name,
             )
         runs: dict[str, list[dict[str, float]]] = {label: [] for label in scenarios}
         for repeat in range(args.repeats):
@@ -399,6 +424,7 @@ def main() -> None:
                             "duration": args.duration,
                         },
                         pid,
+                        name,
                     )
                 )
         paced = [
@@ -414,6 +440,7 @@ def main() -> None:
                     "concurrency": 32,
                 },
                 api_pid,
+                name,
             )
             for _ in range(args.repeats)
         ]
@@ -432,19 +459,15 @@ def main() -> None:
     )
     print(
         f"{'scenario':<28}{'req/s':>10}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'errors':>8}"
-        f"{'server CPU ms/req':>19}"
+        f"{'server CPU ms/req':>19}{'database CPU':>14}{'client CPU':>12}"
     )
-    for label, r in results.items():
+    for label, r in [*results.items(), (f"list at {args.rate:g} req/s (open)", median_of(paced))]:
         print(
             f"{label:<28}{r['rps']:>10.0f}{r['p50']:>10.2f}{r['p95']:>10.2f}{r['p99']:>10.2f}"
-            f"{r['errors']:>8.0f}{r['cpu_ms']:>19.3f}"
+            f"{r['errors']:>8.0f}{r['cpu_ms']:>19.3f}{r['db_cpu_ms']:>14.3f}"
+            f"{r['client_cpu_ms']:>12.3f}"
         )
     pace = median_of(paced)
-    print(
-        f"{'list at ' + format(args.rate, 'g') + ' req/s (open)':<28}{pace['rps']:>10.0f}"
-        f"{pace['p50']:>10.2f}{pace['p95']:>10.2f}{pace['p99']:>10.2f}{pace['errors']:>8.0f}"
-        f"{pace['cpu_ms']:>19.3f}"
-    )
     bare = results["bare GET /constant"]["rps"]
     ratio = results["GET /v2/tasks?limit=50"]["rps"] / bare
     print(f"\nlist / bare throughput: {ratio:.2f} (target >= 0.5)")
