@@ -55,3 +55,34 @@ def test_a_later_burst_still_counts_the_earlier_one(limiter: RateLimiter) -> Non
 
 def test_readiness_names_the_store(limiter: RateLimiter) -> None:
     assert asyncio.run(limiter.check()) in ("in process", "redis")
+
+
+async def _two_busy_replicas(prefix: str) -> tuple[list[tuple[bool, int]], int, int]:
+    """Two replicas (one limiter each) serve one busy client in turns, bursts of 50."""
+    first, second = RateLimiter(1000, REDIS_URL, prefix), RateLimiter(1000, REDIS_URL, prefix)
+    answers = await _burst(first, ["busy"] * 50)
+    # The burst was counted with a slice more, which the replica keeps for the next ones.
+    first_lease = first.windows.leases["busy"].left  # type: ignore[union-attr]
+    counted_after_first = int(
+        subprocess.run(
+            ["redis-cli", "llen", f"{prefix}:ratelimit:busy"], capture_output=True, text=True
+        ).stdout
+    )
+    for _ in range(12):
+        answers += await _burst(second, ["busy"] * 50)
+        answers += await _burst(first, ["busy"] * 50)
+    return answers, first_lease, counted_after_first - 50
+
+
+def test_replicas_leasing_slices_still_share_one_limit() -> None:
+    prefix = f"weavenn-test-{uuid.uuid4().hex[:12]}"
+    try:
+        answers, lease, counted_ahead = asyncio.run(_two_busy_replicas(prefix))
+    finally:
+        _delete_keys(prefix)
+    assert lease == counted_ahead == 10  # 1 % of the limit
+    allowed = sum(allowed for allowed, _ in answers)
+    # Never more than the limit; fewer by at most the slice each replica may hold unused.
+    assert 1000 - 2 * 10 <= allowed <= 1000
+    assert all(55 <= wait <= 60 for allowed, wait in answers if not allowed)
+    assert not answers[-1][0]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import uuid
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.api.conftest import Server, StartServer
@@ -134,3 +136,43 @@ def test_replicas_share_one_limit_through_redis(
     ).stdout
     assert stored.strip(), "no counters in Redis"
     assert "shared-key" not in stored
+
+
+async def _busy_client(
+    urls: list[str], headers: dict[str, str], total: int
+) -> list[httpx.Response]:
+    """`total` list requests, 40 at a time, spread over the replicas in turn."""
+    answers: list[httpx.Response] = []
+    async with httpx.AsyncClient(headers=headers, timeout=30) as client:
+        for start in range(0, total, 40):
+            answers += await asyncio.gather(
+                *(client.get(urls[n % len(urls)] + "/v2/tasks") for n in range(start, start + 40))
+            )
+    return answers
+
+
+def test_busy_client_meets_the_limit_across_replicas(
+    server: StartServer, sqlite_url: str, run_weavenn, redis_prefix: str
+) -> None:
+    """With leased slices (300 a minute: 3 per replica), 429s still come at the limit."""
+    run_weavenn("migrate", "db", "--database-url", sqlite_url, check=True)
+    env = {
+        "DATABASE_URL": sqlite_url,
+        "RATE_LIMIT_PER_MINUTE": "300",
+        "REDIS_URL": REDIS_URL,
+        "REDIS_KEY_PREFIX": redis_prefix,
+        "API_KEY": "busy-key",
+    }
+    replicas = [server("task-service", env), server("task-service", env)]
+    answers = asyncio.run(
+        _busy_client([r.url for r in replicas], {"X-API-Key": "busy-key"}, total=400)
+    )
+    statuses = [answer.status_code for answer in answers]
+    assert set(statuses) == {200, 429}
+    assert 300 - 2 * 3 <= statuses.count(200) <= 300
+    refused = [answer for answer in answers if answer.status_code == 429]
+    assert all(55 <= int(answer.headers["retry-after"]) <= 60 for answer in refused)
+    # Both replicas served and refused: the limit is the shared one, not one per replica.
+    for replica in replicas:
+        mine = [a.status_code for a in answers if str(a.url).startswith(replica.url)]
+        assert 200 in mine and 429 in mine

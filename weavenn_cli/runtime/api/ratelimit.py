@@ -9,6 +9,16 @@ In Redis a window is a list (newest first) updated by one script, so that replic
 atomically. The checks of requests arriving together go to Redis in one script call, one
 window after the other in arrival order (each decided exactly as if it came alone): under
 load a round trip serves many requests instead of one.
+
+A replica busy with one client also leases a slice of that client's limit: the script
+counts a few requests more than are waiting (if the window has room), and the replica
+spends them on the client's next requests without asking Redis, for at most
+LEASE_SECONDS. The limit stays shared, within a slack of the slice per replica (1 % of
+the limit, at most MAX_LEASE): permits are counted before they are used, so a client can
+be refused while a replica holds a few of its counted permits unused (those expire within
+LEASE_SECONDS), and a permit used up to LEASE_SECONDS after it was counted leaves the window
+that much early, so any 60 s hold at most the limit plus one slice per replica. Clients
+sending one request at a time, and limits under 100 a minute, get no lease: exact as before.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import asyncio
 import math
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -28,21 +39,35 @@ MAX_BATCH = 256
 # The in-process store forgets clients idle for a whole window, checked this often.
 SWEEP_EVERY_SECONDS = 60.0
 
-# KEYS: the window of each request, in arrival order. ARGV: now, limit, window seconds.
-# Answers, per request: "" when allowed, else the time of the window's oldest request.
+# A busy client's slice: this fraction of its limit, at most MAX_LEASE, spent in LEASE_SECONDS.
+LEASE_FRACTION = 100
+MAX_LEASE = 64
+LEASE_SECONDS = 1.0
+
+# KEYS: the window of each client, in order of its first waiting request. ARGV: now, limit,
+# window seconds, then for each key how many requests it wants counted (waiting + lease).
+# Answers, per key: how many were counted (the first ones asked), and when fewer than
+# wanted, the time of the window's oldest request.
 HIT_SCRIPT = """
 local now, limit, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local answers = {}
 for i, key in ipairs(KEYS) do
-    local oldest = redis.call('lindex', key, limit - 1)
-    if oldest and tonumber(oldest) >= now - window then
-        answers[i] = oldest
-    else
+    local wanted, granted, oldest = tonumber(ARGV[3 + i]), 0, ''
+    while granted < wanted do
+        local last = redis.call('lindex', key, limit - 1)
+        if last and tonumber(last) >= now - window then
+            oldest = last
+            break
+        end
         redis.call('lpush', key, ARGV[1])
         redis.call('ltrim', key, 0, limit - 1)
-        redis.call('expire', key, window)
-        answers[i] = ''
+        granted = granted + 1
     end
+    if granted > 0 then
+        redis.call('expire', key, window)
+    end
+    answers[2 * i - 1] = granted
+    answers[2 * i] = oldest
 end
 return answers
 """
@@ -99,6 +124,22 @@ class LocalWindows:
             del self.windows[key]
 
 
+@dataclass
+class Lease:
+    """Permits of one client counted in Redis ahead of use, spendable until `until`."""
+
+    left: int
+    until: float
+
+
+@dataclass
+class Waiting:
+    """The requests of one client waiting for the next script call, in arrival order."""
+
+    answers: list[asyncio.Future[float | None]] = field(default_factory=list)
+    busy: bool = False
+
+
 class RedisWindows:
     """The windows in Redis, under `prefix` + client; requests waiting together go together."""
 
@@ -109,13 +150,26 @@ class RedisWindows:
         self.script = self.client.register_script(HIT_SCRIPT)
         self.prefix = prefix
         self.limit = limit
-        self.waiting: list[tuple[str, asyncio.Future[float | None]]] = []
+        self.slice = min(MAX_LEASE, limit // LEASE_FRACTION)
+        self.leases: dict[str, Lease] = {}
+        self.waiting: dict[str, Waiting] = {}
         self.sender: asyncio.Task[None] | None = None
+        self.swept_at = time.monotonic()
 
     async def hit(self, identity: str, now: float) -> float | None:
         """As `LocalWindows.hit`; `now` is when the request came, the batch uses its own."""
+        moment = time.monotonic()
+        lease = self.leases.get(identity)
+        if lease is not None and lease.left > 0 and moment < lease.until:
+            lease.left -= 1
+            return None
+        waiting = self.waiting.get(identity)
+        if waiting is None:
+            waiting = self.waiting[identity] = Waiting()
+        # A lease spent before it expired: this client is busy, the next one is worth taking.
+        waiting.busy |= lease is not None and lease.left == 0 and moment < lease.until
         future: asyncio.Future[float | None] = asyncio.get_running_loop().create_future()
-        self.waiting.append((self.prefix + identity, future))
+        waiting.answers.append(future)
         if self.sender is None:
             self.sender = asyncio.create_task(self._send())
         return await future
@@ -133,19 +187,58 @@ class RedisWindows:
         """Until nobody waits: one script call for whoever is waiting, answers to each."""
         try:
             while self.waiting:
-                batch, self.waiting = self.waiting[:MAX_BATCH], self.waiting[MAX_BATCH:]
+                batch = self._next_batch()
+                wanted = [len(w.answers) + self._lease_wanted(w) for w in batch.values()]
                 try:
                     answers = await self.script(
-                        keys=[key for key, _ in batch],
-                        args=[repr(time.time()), self.limit, WINDOW_SECONDS],
+                        keys=[self.prefix + identity for identity in batch],
+                        args=[repr(time.time()), self.limit, WINDOW_SECONDS, *wanted],
                     )
                 except Exception as error:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(error)
+                    for waiting in batch.values():
+                        for future in waiting.answers:
+                            if not future.done():
+                                future.set_exception(error)
                     continue
-                for (_, future), answer in zip(batch, answers, strict=True):
-                    if not future.done():
-                        future.set_result(float(answer) if answer else None)
+                for index, (identity, waiting) in enumerate(batch.items()):
+                    granted, oldest = int(answers[2 * index]), answers[2 * index + 1]
+                    self._answer(identity, waiting, granted, float(oldest) if oldest else None)
+            self._sweep()
         finally:
             self.sender = None
+
+    def _next_batch(self) -> dict[str, Waiting]:
+        """The clients waiting now, at most MAX_BATCH requests (a client is never split)."""
+        batch: dict[str, Waiting] = {}
+        counted = 0
+        for identity in list(self.waiting):
+            if batch and counted + len(self.waiting[identity].answers) > MAX_BATCH:
+                break
+            batch[identity] = self.waiting.pop(identity)
+            counted += len(batch[identity].answers)
+        return batch
+
+    def _lease_wanted(self, waiting: Waiting) -> int:
+        return self.slice if waiting.busy or len(waiting.answers) > 1 else 0
+
+    def _answer(self, identity: str, waiting: Waiting, granted: int, oldest: float | None) -> None:
+        """The first `granted` requests pass, in arrival order; what is left is leased."""
+        for position, future in enumerate(waiting.answers):
+            if not future.done():
+                # Refused ones carry the window's oldest time (the script always sends it).
+                future.set_result(None if position < granted else oldest or time.time())
+        spare = granted - len(waiting.answers)
+        if spare > 0:
+            lease = self.leases.get(identity)
+            moment = time.monotonic()
+            kept = lease.left if lease is not None and moment < lease.until else 0
+            self.leases[identity] = Lease(kept + spare, moment + LEASE_SECONDS)
+
+    def _sweep(self) -> None:
+        """Forget the leases of clients gone quiet (their unused permits expire unused)."""
+        moment = time.monotonic()
+        if moment - self.swept_at < SWEEP_EVERY_SECONDS:
+            return
+        self.swept_at = moment
+        for identity in [i for i, lease in self.leases.items() if lease.until + 1 < moment]:
+            del self.leases[identity]
