@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from psycopg.adapt import Loader
 
 if TYPE_CHECKING:
@@ -92,8 +91,6 @@ class PageReader:
         self.slots = asyncio.Semaphore(max_connections)
 
     async def fetch(self, sql: str, params: dict[str, Any]) -> bytes:
-        import psycopg
-
         try:
             return await self._fetch_once(sql, params)
         except psycopg.OperationalError:
@@ -102,29 +99,22 @@ class PageReader:
             return await self._fetch_once(sql, params)
 
     async def _fetch_once(self, sql: str, params: dict[str, Any]) -> bytes:
-        async with self._connection() as connection:
-            cursor = await connection.execute(sql, params)
-            row = await cursor.fetchone()
-        assert row is not None  # an aggregate without GROUP BY returns one row
-        return bytes(row[0])
-
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+        # Written out rather than as a context manager: this runs for every list request.
         async with self.slots:
             connection = self.idle.pop() if self.idle else await self._connect()
             try:
-                yield connection
+                cursor = await connection.execute(sql, params)
+                row = await cursor.fetchone()
             except BaseException:
                 # A failed or cancelled query leaves the connection in an unknown state.
                 await connection.close()
                 raise
-            if connection.closed:
-                return
-            self.idle.append(connection)
+            if not connection.closed:
+                self.idle.append(connection)
+        assert row is not None  # an aggregate without GROUP BY returns one row
+        return bytes(row[0])
 
     async def _connect(self) -> AsyncConnection[Any]:
-        import psycopg
-
         connection = await psycopg.AsyncConnection.connect(
             self.conninfo, autocommit=True, connect_timeout=10
         )
