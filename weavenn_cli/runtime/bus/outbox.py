@@ -50,22 +50,29 @@ def enqueue(
     return session.execute(statement).first() is not None
 
 
-def enqueue_many(session: Session, events: Sequence[Event]) -> None:
-    """`enqueue` for many events in one round of statements (an event already there is kept)."""
+def enqueue_many(
+    session: Session, events: Sequence[Event], *, payloads: Sequence[str] | None = None
+) -> None:
+    """`enqueue` for many events in one round of statements (an event already there is kept).
+
+    `payloads`: the events' JSON when the caller has serialised them already.
+    """
     if not events:
         return
+    if payloads is None:
+        payloads = [event.model_dump_json() for event in events]
     now = utcnow()
     rows = [
         {
             "message_id": event.message_id,
             "routing_key": event.routing_key,
-            "payload": event.model_dump_json(),
+            "payload": payload,
             "headers": None,
             "correlation_id": None,
             "created_at": now,
             "attempts": 0,
         }
-        for event in events
+        for event, payload in zip(events, payloads, strict=True)
     ]
     outbox = OutboxMessage.__table__
     statement = dialect_insert(session)(outbox).on_conflict_do_nothing(
