@@ -24,7 +24,7 @@ from sqlalchemy import exc, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from watchfiles import Change, watch
 
-from weavenn_cli.runtime.bus.outbox import dialect_insert, enqueue_many
+from weavenn_cli.runtime.bus.outbox import dialect_insert, enqueue_many, execute_binary
 from weavenn_cli.runtime.db.engine import session_scope
 from weavenn_cli.runtime.db.models import PublishedFile
 from weavenn_cli.runtime.db.types import utcnow
@@ -353,7 +353,21 @@ def _record(
     session: Session, vault_id: str, records: Sequence[tuple[str, str | None, int]]
 ) -> None:
     """Remember what was published: per path, its content hash (None: gone) and sequence."""
+    latest = {path: (digest, sequence) for path, digest, sequence in records}  # one per path
     now = utcnow()
+    if session.get_bind().dialect.name == "postgresql":
+        execute_binary(
+            session,
+            _RECORD_POSTGRES,
+            {
+                "vault_id": vault_id,
+                "paths": list(latest),
+                "hashes": [digest for digest, _sequence in latest.values()],
+                "sequences": [sequence for _digest, sequence in latest.values()],
+                "now": now,
+            },
+        )
+        return
     table = PublishedFile.__table__
     statement = dialect_insert(session)(table)
     upsert = statement.on_conflict_do_update(
@@ -372,9 +386,20 @@ def _record(
             "sequence": sequence,
             "updated_at": now,
         }
-        for path, digest, sequence in records
+        for path, (digest, sequence) in latest.items()
     ]
     session.execute(upsert, rows)
+
+
+# Array parameters: one statement per transaction instead of one per path.
+_RECORD_POSTGRES = (
+    "INSERT INTO published_files (vault_id, path, content_hash, sequence, updated_at) "
+    "SELECT %(vault_id)s, path, content_hash, sequence, %(now)s FROM unnest("
+    "CAST(%(paths)b AS text[]), CAST(%(hashes)b AS text[]), CAST(%(sequences)s AS bigint[])"
+    ") AS published(path, content_hash, sequence) "
+    "ON CONFLICT (vault_id, path) DO UPDATE SET content_hash = excluded.content_hash, "
+    "sequence = excluded.sequence, updated_at = excluded.updated_at"
+)
 
 
 def _describe(change: _Change) -> str:
