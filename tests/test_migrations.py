@@ -113,6 +113,29 @@ def test_updated_at_of_existing_rows_is_their_creation_time(empty_url: str) -> N
     assert row.updated_at == row.created_at
 
 
+def _payload_compression(url: str) -> str:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        method = conn.scalar(
+            sa.text(
+                "SELECT attcompression FROM pg_attribute "
+                "WHERE attrelid = 'outbox'::regclass AND attname = 'payload'"
+            )
+        )
+    engine.dispose()
+    return str(method)
+
+
+def test_outbox_payloads_are_lz4_compressed_on_postgresql(pg_url: str) -> None:
+    schema.upgrade(pg_url, "011")
+    assert _payload_compression(pg_url) in ("", "\x00")  # the server's default
+    schema.upgrade(pg_url)
+    assert _payload_compression(pg_url) == "l"
+    result = runner.invoke(app, ["migrate", "downgrade", "011", "--database-url", pg_url])
+    assert result.exit_code == 0, result.output
+    assert _payload_compression(pg_url) == "p"
+
+
 def test_check_is_clean_at_head(any_migrated_url: str) -> None:
     result = runner.invoke(app, ["migrate", "check", "--database-url", any_migrated_url])
     assert result.exit_code == 0, result.output

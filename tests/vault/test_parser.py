@@ -126,6 +126,14 @@ def test_no_tags_inside_words() -> None:
     assert parse("C#sharp foo#bar issue#12 #ok").tags == ["ok"]
 
 
+def test_tags_at_the_start_of_the_text_and_after_any_whitespace() -> None:
+    assert parse("#first\tafter-tab\t#second\n#third x#no").tags == ["first", "second", "third"]
+
+
+def test_inline_code_with_a_backtick_inside_a_longer_run() -> None:
+    assert parse("``a`b #no`` #yes `#no` #also").tags == ["yes", "also"]
+
+
 def test_a_heading_is_not_a_tag_but_a_tag_in_a_heading_is() -> None:
     note = parse("# Title #inhead\n#tagline")
     assert note.tags == ["inhead", "tagline"]
@@ -161,6 +169,16 @@ def test_embeds_of_notes_and_attachments() -> None:
     assert [(lnk.target, lnk.embed, lnk.target_kind) for lnk in links] == [
         ("Other note", True, "note"),
         ("diagram.png", True, "attachment"),
+    ]
+
+
+def test_an_embed_needs_the_bang_right_before_the_brackets() -> None:
+    links = parse("![md](first.md) ! [[spaced]] ![[embedded]] x![[glued]]").links
+    assert [(lnk.target, lnk.embed) for lnk in links] == [
+        ("first.md", True),
+        ("spaced", False),
+        ("embedded", True),
+        ("glued", True),
     ]
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.vault.conftest import outbox_events, wait_until, write
 from weavenn_cli.runtime.db.models import PublishedFile
 from weavenn_cli.runtime.vault.files import PathFilter
-from weavenn_cli.runtime.vault.watcher import VaultWatcher, WatchConfig
+from weavenn_cli.runtime.vault.watcher import EVENTS_PER_TRANSACTION, VaultWatcher, WatchConfig
 
 Factory = sessionmaker[Session]
 IGNORE = (".obsidian", ".trash", ".git", ".*", "*~", "*.tmp", "*.swp", "*.swx", "~$*", "4913")
@@ -277,6 +277,39 @@ def test_reconcile_on_both_databases_and_a_rescan_publishes_nothing(
         state = {row.path: row.sequence for row in session.scalars(select(PublishedFile))}
     assert state == {"a.md": 3, "b/c.md": 2}
     assert [e["sequence"] for e in outbox_events(sessions)] == [1, 2, 3]
+
+
+def test_a_scan_of_several_transactions_keeps_order_moves_and_deletes_on_both_databases(
+    sessions: Factory, vault: Path
+) -> None:
+    count = EVENTS_PER_TRANSACTION * 2 + 50
+    for number in range(count):
+        write(vault, f"notes/{number:04}.md", f"# Note {number}")
+    assert VaultWatcher(sessions, config(vault)).reconcile() == count
+    os.rename(vault / "notes/0001.md", vault / "moved.md")
+    (vault / "notes/0002.md").unlink()
+    assert VaultWatcher(sessions, config(vault)).reconcile() == 2
+    found = outbox_events(sessions)
+    # The outbox ids follow the events' sequence: the relay publishes them in that order.
+    assert [e["sequence"] for e in found] == list(range(1, count + 3))
+    assert [(e["event_type"], e.get("old_path")) for e in found[-2:]] == [
+        ("vault.file.moved", "notes/0001.md"),
+        ("vault.file.deleted", None),
+    ]
+    with sessions() as session:
+        state = {row.path: row.content_hash for row in session.scalars(select(PublishedFile))}
+    assert len(state) == count + 1
+    assert state["notes/0001.md"] is None and state["notes/0002.md"] is None
+    assert state["moved.md"] == found[-2]["content_hash"] is not None
+    # A transaction of deletes only: every content hash it records is NULL.
+    (vault / "notes/0003.md").unlink()
+    (vault / "notes/0004.md").unlink()
+    assert VaultWatcher(sessions, config(vault)).reconcile() == 2
+    with sessions() as session:
+        gone = session.scalars(
+            select(PublishedFile.path).where(PublishedFile.content_hash.is_(None))
+        ).all()
+    assert sorted(gone) == [f"notes/000{n}.md" for n in range(1, 5)]
 
 
 def test_sigterm_stops_the_command_with_exit_0(

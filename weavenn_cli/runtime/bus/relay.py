@@ -17,11 +17,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import Engine, delete, exc, select, update
+from sqlalchemy import Engine, Row, delete, exc, select, update
 
 from weavenn_cli.runtime.bus.backoff import Backoff
 from weavenn_cli.runtime.bus.lease import RELAY_LEASE, DatabaseLease
@@ -204,25 +205,18 @@ class Relay:
     def publish_pending(self) -> int:
         """Publish one window of pending rows; how many the transport confirmed."""
         with self._reads() as session:
-            rows = list(
-                session.scalars(
-                    select(OutboxMessage)
-                    .where(OutboxMessage.published_at.is_(None))
-                    .order_by(OutboxMessage.id)
-                    .limit(self._window)
-                )
-            )
+            rows = session.execute(_PENDING.limit(self._window)).all()
         if not rows:
             return 0
         if self._publisher is None:
             self._publisher = self._open_publisher()
-        result = self._publisher.publish([OutgoingMessage.from_outbox(row) for row in rows])
+        result = self._publisher.publish([_outgoing(row) for row in rows])
         self._record(rows, result)
         if result.failed and not result.confirmed:
             raise BrokerUnavailable(next(iter(result.failed.values())))
         return len(result.confirmed)
 
-    def _record(self, rows: list[OutboxMessage], result: PublishResult) -> None:
+    def _record(self, rows: Sequence[Row[Any]], result: PublishResult) -> None:
         confirmed = set(result.confirmed)
         ids = [row.id for row in rows if row.message_id in confirmed]
         with session_scope(self._sessions) as session:
@@ -276,6 +270,33 @@ class Relay:
                 self._publisher.close()
             finally:
                 self._publisher = None
+
+
+# The columns a message needs, not ORM objects: the relay only reads them once.
+_PENDING = (
+    select(
+        OutboxMessage.id,
+        OutboxMessage.message_id,
+        OutboxMessage.routing_key,
+        OutboxMessage.payload,
+        OutboxMessage.headers,
+        OutboxMessage.correlation_id,
+        OutboxMessage.created_at,
+    )
+    .where(OutboxMessage.published_at.is_(None))
+    .order_by(OutboxMessage.id)
+)
+
+
+def _outgoing(row: Row[Any]) -> OutgoingMessage:
+    return OutgoingMessage(
+        message_id=row.message_id,
+        routing_key=row.routing_key,
+        body=row.payload.encode(),
+        headers=row.headers or {},
+        correlation_id=row.correlation_id or row.message_id,
+        timestamp=row.created_at,
+    )
 
 
 def _first_line(error: BaseException) -> str:

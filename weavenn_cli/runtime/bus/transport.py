@@ -20,8 +20,6 @@ from weavenn_cli.runtime.errors import WeavennError
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from weavenn_cli.runtime.db.models import OutboxMessage
-
 JSON_CONTENT_TYPE = "application/json"
 
 # Headers the bus adds to a message on its way through retries and into the dead letters.
@@ -48,17 +46,6 @@ class OutgoingMessage:
     headers: Mapping[str, Any] = field(default_factory=dict)
     correlation_id: str | None = None
     timestamp: datetime = field(default_factory=utcnow)
-
-    @classmethod
-    def from_outbox(cls, row: OutboxMessage) -> OutgoingMessage:
-        return cls(
-            message_id=row.message_id,
-            routing_key=row.routing_key,
-            body=row.payload.encode(),
-            headers=row.headers or {},
-            correlation_id=row.correlation_id or row.message_id,
-            timestamp=row.created_at,
-        )
 
 
 @dataclass(frozen=True)

@@ -73,12 +73,7 @@ def relative_to_vault(root: Path, absolute: Path) -> str | None:
         relative = absolute.relative_to(root).as_posix()
     except ValueError:
         return None
-    try:
-        relative.encode("utf-8")
-    except UnicodeEncodeError:
-        log.warning("skipping %r: its name is not valid UTF-8", relative)
-        return None
-    return relative
+    return relative if _is_utf8(relative) else None
 
 
 def user_note_path(user_path: str, root: Path) -> str:
@@ -114,9 +109,20 @@ def _walk(root: Path, path_filter: PathFilter, start: Path | None = None) -> Ite
         prefix = "" if relative_folder == "." else relative_folder + "/"
         dirs[:] = [d for d in dirs if not path_filter.ignores(prefix + d)]
         for name in files:
-            relative = relative_to_vault(root, Path(folder) / name)
-            if relative is not None and path_filter.accepts(relative):
+            # The folder's relative path plus the name: a Path per file costs more than the
+            # rest of the scan together.
+            relative = prefix + name
+            if _is_utf8(relative) and path_filter.accepts(relative):
                 yield relative
+
+
+def _is_utf8(relative: str) -> bool:
+    try:
+        relative.encode("utf-8")
+    except UnicodeEncodeError:
+        log.warning("skipping %r: its name is not valid UTF-8", relative)
+        return False
+    return True
 
 
 def read_note(root: Path, relative: str) -> bytes | None:

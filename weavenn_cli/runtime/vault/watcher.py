@@ -24,11 +24,11 @@ from sqlalchemy import exc, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from watchfiles import Change, watch
 
-from weavenn_cli.runtime.bus.outbox import dialect_insert, enqueue_many
+from weavenn_cli.runtime.bus.outbox import dialect_insert, enqueue_many, execute_binary
 from weavenn_cli.runtime.db.engine import session_scope
 from weavenn_cli.runtime.db.models import PublishedFile
 from weavenn_cli.runtime.db.types import utcnow
-from weavenn_cli.runtime.events import VaultEventType, VaultFileEvent
+from weavenn_cli.runtime.events import VaultEventType
 from weavenn_cli.runtime.vault.files import (
     PathFilter,
     read_note,
@@ -37,7 +37,7 @@ from weavenn_cli.runtime.vault.files import (
     scan_vault,
 )
 from weavenn_cli.runtime.vault.parser import content_hash
-from weavenn_cli.runtime.vault.publish import vault_event
+from weavenn_cli.runtime.vault.publish import SerialisedEvent, serialised_vault_event
 
 log = logging.getLogger(__name__)
 
@@ -284,36 +284,40 @@ class VaultWatcher:
             log.warning("cannot read %s: %s", path, error)
             return None
 
-    def _events(self, changes: Sequence[_Change]) -> list[tuple[_Change, VaultFileEvent]]:
-        events: list[tuple[_Change, VaultFileEvent]] = []
+    def _events(self, changes: Sequence[_Change]) -> list[tuple[_Change, SerialisedEvent]]:
+        events: list[tuple[_Change, SerialisedEvent]] = []
         for change in changes:
             self._sequence += 1
             events.append((change, self._event(change, self._sequence)))
         return events
 
-    def _write(self, events: Sequence[tuple[_Change, VaultFileEvent]]) -> None:
+    def _write(self, events: Sequence[tuple[_Change, SerialisedEvent]]) -> None:
         """One transaction: the events into the outbox, their paths into published_files."""
         records = []
-        for change, event in events:
-            records.append((change.path, change.digest, event.sequence))
+        for change, serialised in events:
+            records.append((change.path, change.digest, serialised.event.sequence))
             if change.old_path:
-                records.append((change.old_path, None, event.sequence))
+                records.append((change.old_path, None, serialised.event.sequence))
         with session_scope(self.factory) as session:
-            enqueue_many(session, [event for _change, event in events])
+            enqueue_many(
+                session,
+                [serialised.event for _change, serialised in events],
+                payloads=[serialised.payload for _change, serialised in events],
+            )
             _record(session, self.config.vault_id, records)
         # One line per event for live changes; a large scan logs them at debug level.
         level = logging.INFO if len(events) <= QUIET_ABOVE else logging.DEBUG
-        for change, event in events:
+        for change, serialised in events:
             self._published[change.path] = change.digest
             if change.old_path:
                 self._published[change.old_path] = None
             self.published += 1
-            log.log(level, "%s %s", event.event_type, _describe(change))
+            log.log(level, "%s %s", serialised.event.event_type, _describe(change))
         if self.on_commit is not None:
             self.on_commit(len(events))
 
-    def _event(self, change: _Change, sequence: int) -> VaultFileEvent:
-        return vault_event(
+    def _event(self, change: _Change, sequence: int) -> SerialisedEvent:
+        return serialised_vault_event(
             vault_id=self.config.vault_id,
             kind=change.kind,
             path=change.path,
@@ -349,7 +353,21 @@ def _record(
     session: Session, vault_id: str, records: Sequence[tuple[str, str | None, int]]
 ) -> None:
     """Remember what was published: per path, its content hash (None: gone) and sequence."""
+    latest = {path: (digest, sequence) for path, digest, sequence in records}  # one per path
     now = utcnow()
+    if session.get_bind().dialect.name == "postgresql":
+        execute_binary(
+            session,
+            _RECORD_POSTGRES,
+            {
+                "vault_id": vault_id,
+                "paths": list(latest),
+                "hashes": [digest for digest, _sequence in latest.values()],
+                "sequences": [sequence for _digest, sequence in latest.values()],
+                "now": now,
+            },
+        )
+        return
     table = PublishedFile.__table__
     statement = dialect_insert(session)(table)
     upsert = statement.on_conflict_do_update(
@@ -368,9 +386,20 @@ def _record(
             "sequence": sequence,
             "updated_at": now,
         }
-        for path, digest, sequence in records
+        for path, (digest, sequence) in latest.items()
     ]
     session.execute(upsert, rows)
+
+
+# Array parameters: one statement per transaction instead of one per path.
+_RECORD_POSTGRES = (
+    "INSERT INTO published_files (vault_id, path, content_hash, sequence, updated_at) "
+    "SELECT %(vault_id)s, path, content_hash, sequence, %(now)s FROM unnest("
+    "CAST(%(paths)b AS text[]), CAST(%(hashes)b AS text[]), CAST(%(sequences)s AS bigint[])"
+    ") AS published(path, content_hash, sequence) "
+    "ON CONFLICT (vault_id, path) DO UPDATE SET content_hash = excluded.content_hash, "
+    "sequence = excluded.sequence, updated_at = excluded.updated_at"
+)
 
 
 def _describe(change: _Change) -> str:
