@@ -58,10 +58,8 @@ class OnError(StrEnum):
 
 
 def _endpoints(source: str | None, target: str | None) -> tuple[str, str]:
-    from weavenn_cli.runtime.migration.status import secondary_url
-
     settings = get_settings()
-    return source or secondary_url(settings), target or settings.database_url
+    return source or settings.secondary_or_default_url(), target or settings.database_url
 
 
 class _RowRate(ProgressColumn):

@@ -173,6 +173,10 @@ class Settings(BaseSettings):
             name.strip() for name in self.rollout_shadow_ignore_fields.split(",") if name.strip()
         )
 
+    def secondary_or_default_url(self) -> str:
+        """The other database of the migration: SECONDARY_DATABASE_URL, or the default SQLite."""
+        return self.secondary_database_url or DEFAULT_DATABASE_URL
+
 
 def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:
     """Read settings from the environment and `env_file` (default `./.env` when present).
