@@ -6,8 +6,9 @@ separate index, and following it visits the table's pages at random (twice the r
 a million random-UUID tasks). A position remembers the rowid and the key of the last row, so
 a resume can tell when the file was rewritten (VACUUM renumbers rowids) and refuse.
 
-SQLite rows also come with a flag computed by SQLite itself: whether a value is not already
-in the form PostgreSQL reads exactly as meant, so Python only converts the rows that need it.
+SQLite itself tells which rows hold a value not already in the form PostgreSQL reads exactly
+as meant (a query of its own per chunk, usually answering nothing), so Python only converts
+the rows that need it and hands the others to COPY as the driver made them.
 """
 
 from __future__ import annotations
