@@ -6,7 +6,8 @@ Contenders, each in a process of its own on a fresh database at head, interleave
   insert     the design's migrate_sqlite_to_postgres.py: one INSERT per row, one commit
   pgloader   pgloader with a data-only load into the same schema, when installed
 
-Prints rows/s, ratios to the bare COPY (medians), and each contender's peak memory (max RSS).
+Prints rows/s, ratios to the bare COPY (medians, and the median of the per-round ratios), each
+contender's peak memory (max RSS) and the CPU time of its own process (not of its server).
 Run: python bench/backfill.py [--rows 1000000] [--rounds 3] [--insert-rows 1000000]
 """
 
@@ -72,8 +73,10 @@ def pgloader(source: Path, target: str) -> None:
         subprocess.run(["pgloader", "--quiet", file.name], check=True, capture_output=True)
 
 
-def run_contender(name: str, source: Path, target: str, limit: int | None) -> tuple[float, float]:
-    """Wall seconds and peak memory (MB) of one contender in a process of its own."""
+def run_contender(
+    name: str, source: Path, target: str, limit: int | None
+) -> tuple[float, float, float]:
+    """Wall seconds, peak memory (MB) and CPU seconds of one contender in its own process."""
     if name == "weavenn":
         command = [str(WEAVENN), "migrate", "backfill", "--source", f"sqlite:///{source}",
                    "--target", target, "--table", "tasks"]  # fmt: skip
@@ -88,7 +91,7 @@ def run_contender(name: str, source: Path, target: str, limit: int | None) -> tu
         raise SystemExit(
             f"{name} failed: {process.stderr.read().decode() if process.stderr else ''}"
         )
-    return seconds, usage.ru_maxrss / 1024
+    return seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def check_copied(target: str, rows: int) -> None:
@@ -120,7 +123,7 @@ def main() -> None:
     source = args.data / f"weavenn-bench-tasks-{args.rows}.db"
     print(f"preparing {args.rows:,} tasks in {source} …", flush=True)
     make_sqlite(source, args.rows)
-    results: dict[str, list[tuple[float, float]]] = {"weavenn": [], "copy": []}
+    results: dict[str, list[tuple[float, float, float]]] = {"weavenn": [], "copy": []}
     for round_ in range(args.rounds):
         for name in ("weavenn", "copy") if round_ % 2 == 0 else ("copy", "weavenn"):
             with scratch_pg(name) as target:
@@ -139,15 +142,25 @@ def main() -> None:
     else:
         print("pgloader: not installed (apt-get install pgloader)")
 
-    copy_rate = args.rows / median([s for s, _ in results["copy"]])
+    copy_rate = args.rows / median([s for s, _, _ in results["copy"]])
     print(f"\n{args.rows:,} tasks, SQLite → empty PostgreSQL (medians of {args.rounds} rounds)")
-    print(f"{'contender':<10} {'seconds':>8} {'rows/s':>10} {'x copy':>7} {'peak MB':>8}")
+    print(
+        f"{'contender':<10} {'seconds':>8} {'rows/s':>10} {'x copy':>7} {'peak MB':>8} {'CPU s':>6}"
+    )
     for name, runs in results.items():
         rows = insert_rows if name == "insert" else args.rows
-        seconds = median([s for s, _ in runs])
+        seconds = median([s for s, _, _ in runs])
         rate = rows / seconds
-        memory = max(m for _, m in runs)
-        print(f"{name:<10} {seconds:8.2f} {rate:10,.0f} {rate / copy_rate:7.2f} {memory:8.0f}")
+        memory = max(m for _, m, _ in runs)
+        cpu = median([c for _, _, c in runs])
+        print(
+            f"{name:<10} {seconds:8.2f} {rate:10,.0f} {rate / copy_rate:7.2f} {memory:8.0f} "
+            f"{cpu:6.2f}"
+        )
+    # Each round's two runs met the same load: their ratio swings less than the medians'.
+    paired = [c[0] / w[0] for w, c in zip(results["weavenn"], results["copy"], strict=True)]
+    print(f"weavenn x copy, round by round: {', '.join(f'{r:.2f}' for r in paired)}")
+    print(f"median of the per-round ratios: {median(paired):.2f}")
 
 
 if __name__ == "__main__":

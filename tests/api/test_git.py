@@ -136,3 +136,34 @@ def test_push_without_a_remote_is_refused(server: StartServer, tmp_path: Path) -
             assert answer.status_code == 409
             assert answer.json()["error"]["code"] == "NO_REMOTE"
         assert api.get("/ready").status_code == 200
+
+
+def test_a_remote_url_with_a_token_shows_in_no_answer_and_no_log(
+    server: StartServer, tmp_path: Path
+) -> None:
+    token = "ghp_FAKE0TOKEN0for0the0api"
+    bare = tmp_path / "refusing.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    url = f"file://weave:{token}@localhost{bare}"
+    hook = bare / "hooks" / "pre-receive"
+    hook.write_text(f"#!/bin/sh\necho 'refused for {url}' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    git(vault, "init", "-q", "-b", "main")
+    (vault / "note.md").write_text("note\n")
+    git(vault, "add", "-A")
+    git(vault, "commit", "-q", "-m", "note")
+    git(vault, "remote", "add", "origin", url)
+    started = server("git-service", {"VAULT_PATH": str(vault)})
+    with started.client() as api:
+        answers = [
+            api.post("/git/push"),
+            api.post("/git/pull", json={"remote": "origin", "branch": "nowhere"}),
+            api.get("/git/status"),
+        ]
+    assert [answer.status_code for answer in answers] == [409, 409, 200]
+    assert answers[0].json()["error"]["code"] == "GIT_FAILED"
+    for answer in answers:
+        assert token not in answer.text
+    assert token not in started.output()

@@ -112,3 +112,43 @@ def test_dual_write_stays_on_until_the_monolith_serves_nobody(
     done = _status(run_weavenn, env)
     assert _states(done)["dual-write"] == "ok"
     assert done["next_step"].startswith("retire the old database sqlite")
+
+
+def test_the_databases_can_be_given_on_the_command_line(
+    run_weavenn, migrated_sqlite_url, migrated_pg_url, tmp_path
+) -> None:
+    # Nothing exported: DATABASE_URL would be the default SQLite file, which does not exist.
+    insert_sqlite(migrated_sqlite_url, task_rows(5))
+    result = run_weavenn(
+        "migrate", "status", "--json",
+        "--database-url", migrated_pg_url,
+        "--secondary-database-url", migrated_sqlite_url,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    assert _states(status)["primary schema at head"] == "ok"
+    assert _states(status)["secondary schema at head"] == "ok"
+    assert status["next_step"] == "weavenn migrate dual-write on"
+    assert not (tmp_path / "data").exists()
+
+
+def test_the_command_line_wins_over_the_environment(
+    run_weavenn, migrated_sqlite_url, migrated_pg_url, tmp_path
+) -> None:
+    missing = f"sqlite:///{tmp_path / 'nowhere.db'}"
+    env = {"DATABASE_URL": missing, "SECONDARY_DATABASE_URL": missing}
+    result = run_weavenn(
+        "migrate", "status", "--json", "--database-url", migrated_pg_url,
+        "--secondary-database-url", migrated_sqlite_url, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert _states(json.loads(result.stdout))["secondary schema at head"] == "ok"
+    only_primary = _status_args(run_weavenn, env, "--database-url", migrated_pg_url)
+    assert _states(only_primary)["primary schema at head"] == "ok"
+    assert _states(only_primary)["secondary schema at head"] == "fail"
+
+
+def _status_args(run_weavenn, env: dict[str, str], *args: str) -> dict:
+    result = run_weavenn("migrate", "status", "--json", *args, env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)

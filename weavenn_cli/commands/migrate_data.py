@@ -58,10 +58,8 @@ class OnError(StrEnum):
 
 
 def _endpoints(source: str | None, target: str | None) -> tuple[str, str]:
-    from weavenn_cli.runtime.migration.status import secondary_url
-
     settings = get_settings()
-    return source or secondary_url(settings), target or settings.database_url
+    return source or settings.secondary_or_default_url(), target or settings.database_url
 
 
 class _RowRate(ProgressColumn):
@@ -273,11 +271,29 @@ def _print_diffs(tables: dict[str, Any], title: str) -> None:
             stdout.print(f"  {name}: {len(lines) - SHOWN_KEYS} more (use --json for all)")
 
 
-def status(as_json: bool = JSON_OPTION) -> None:
+def status(
+    database_url: str | None = typer.Option(
+        None,
+        "--database-url",
+        help="Primary database, the one migrated to (default: DATABASE_URL).",
+        metavar="URL",
+    ),
+    secondary_database_url: str | None = typer.Option(
+        None,
+        "--secondary-database-url",
+        help="Secondary database, the one migrated from (default: SECONDARY_DATABASE_URL, "
+        "else the default SQLite file).",
+        metavar="URL",
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
     """The migration timeline as a checklist, and the next step to take."""
     from weavenn_cli.runtime.migration.status import migration_status
 
-    result = migration_status(get_settings())
+    settings = get_settings()
+    overrides = {"database_url": database_url, "secondary_database_url": secondary_database_url}
+    given = {name: url for name, url in overrides.items() if url is not None}
+    result = migration_status(settings.model_copy(update=given) if given else settings)
     if as_json:
         print_json(result.as_dict())
         return

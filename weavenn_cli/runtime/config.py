@@ -173,6 +173,10 @@ class Settings(BaseSettings):
             name.strip() for name in self.rollout_shadow_ignore_fields.split(",") if name.strip()
         )
 
+    def secondary_or_default_url(self) -> str:
+        """The other database of the migration: SECONDARY_DATABASE_URL, or the default SQLite."""
+        return self.secondary_database_url or DEFAULT_DATABASE_URL
+
 
 def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:
     """Read settings from the environment and `env_file` (default `./.env` when present).
@@ -232,6 +236,13 @@ def describe_settings(settings: Settings, env_file: Path | None = None) -> list[
         env_name = field.upper()
         raw = getattr(settings, field)
         value, secret = _display_value(raw)
+        if field == "git_remote" and value is not None:
+            # A remote URL may carry a token as its user name (https://TOKEN@host/...),
+            # which mask_url keeps: the whole userinfo goes.
+            from weavenn_cli.runtime.redaction import redact_credentials
+
+            shown = redact_credentials(value)
+            value, secret = shown, secret or shown != value
         if env_name in environ:
             source = "env"
         elif env_name in file_values:

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from weavenn_cli.runtime.config import Settings
 from weavenn_cli.runtime.deploy.components import (
     COMPONENTS,
     MIGRATE_ARGS,
@@ -267,8 +268,53 @@ def app_config(values: Values) -> dict[str, str]:
         config["OBSIDIAN_API_URL"] = s.obsidian_api_url
     if s.n8n_webhook_url:
         config["N8N_WEBHOOK_URL"] = s.n8n_webhook_url
+    for name in CONFIG_DEFAULTS:
+        default = _setting_text(name)
+        if default is not None:
+            config.setdefault(name, default)
     config.update(s.extra)
     return dict(sorted(config.items()))
+
+
+# Settings written into the ConfigMap at their default value, so that every knob of the
+# containers shows in one place; `settings.extra` (values file) overrides any of them. Those
+# without a default (unset means "decide for me") appear once given in `settings.extra`.
+CONFIG_DEFAULTS = (
+    *("AGENT_RULES_PATH", "AGENT_MAX_TAGS", "AUTO_LINK_APPLY", "AGENT_SUMMARY"),
+    *("CLAUDE_MODEL", "CLAUDE_TIMEOUT_SECONDS", "CLAUDE_MAX_RETRIES"),
+    *("N8N_ROUTES", "N8N_TIMEOUT_SECONDS"),
+    *("GIT_COMMIT_DEBOUNCE_SECONDS", "AUTOCOMMIT_BATCH_SIZE", "GIT_AUTHOR_NAME"),
+    *("GIT_AUTHOR_EMAIL", "GIT_AUTO_INIT", "GIT_REMOTE_PUSH", "GIT_BRANCH"),
+    *("BUS_RETRY_DELAYS", "OUTBOX_RETENTION_HOURS", "INBOX_RETENTION_HOURS"),
+    *("FILE_PATTERNS", "IGNORE_PATTERNS", "DEBOUNCE_SECONDS"),
+    *("MAX_NOTE_TEXT_BYTES", "MAX_EVENT_BYTES", "REDIS_KEY_PREFIX"),
+    *("RATE_LIMIT_PER_MINUTE", "MAX_REQUEST_BYTES", "UPSTREAM_TIMEOUT_SECONDS"),
+    *("ROLLOUT_SHADOW_IGNORE_FIELDS", "ROLLOUT_BREAKER_FAILURES"),
+    "ROLLOUT_BREAKER_COOLDOWN_SECONDS",
+    *("NEW_TASK_SERVICE_ROLLOUT_PERCENTAGE", "TASK_SERVICE_ROLLOUT_PERCENTAGE"),
+    *("FILE_SERVICE_ROLLOUT_PERCENTAGE", "GIT_SERVICE_ROLLOUT_PERCENTAGE"),
+)
+
+
+def _setting_text(name: str) -> str | None:
+    """The default of a setting as its environment variable would spell it (None: unset)."""
+    field = Settings.model_fields[name.lower()]
+    value = field.get_default(call_default_factory=True)
+    if value is None:
+        return None
+    return _env_text(value)
+
+
+def _env_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, tuple):
+        return ",".join(_env_text(item) for item in value)
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value)
 
 
 def _service_url(name: str) -> str:

@@ -37,6 +37,26 @@ SECRET_KEYS = (
     SecretKey("obsidian-secret", "api-key", "OBSIDIAN_API_KEY", "OBSIDIAN_API_KEY", optional=True),
     SecretKey("claude-secret", "api-key", "CLAUDE_API_KEY", "CLAUDE_API_KEY", optional=True),
     SecretKey("api-secret", "api-key", "API_KEY", "API_KEY", optional=True),
+    SecretKey(
+        "n8n-secret", "webhook-secret", "N8N_WEBHOOK_SECRET", "N8N_WEBHOOK_SECRET", optional=True
+    ),
+    # A remote URL may carry a token (https://user:token@host/...): never in a ConfigMap.
+    SecretKey("git-secret", "remote", "GIT_REMOTE", "GIT_REMOTE", optional=True),
+    # URLs that carry passwords.
+    SecretKey(
+        "postgres-secret",
+        "secondary-database-url",
+        "SECONDARY_DATABASE_URL",
+        "SECONDARY_DATABASE_URL",
+        optional=True,
+    ),
+    SecretKey(
+        "rabbitmq-secret",
+        "management-url",
+        "RABBITMQ_MANAGEMENT_URL",
+        "RABBITMQ_MANAGEMENT_URL",
+        optional=True,
+    ),
 )
 
 APP_SECRET_KEYS = tuple(k for k in SECRET_KEYS if k.app_env)

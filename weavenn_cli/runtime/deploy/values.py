@@ -176,9 +176,18 @@ class AppSettings(_Strict):
     @field_validator("extra")
     @classmethod
     def _env_names(cls, extra: dict[str, str]) -> dict[str, str]:
+        from weavenn_cli.runtime.deploy.secrets import APP_SECRET_KEYS
+
+        secrets = {key.app_env: key for key in APP_SECRET_KEYS}
         for name in extra:
             if not _ENV_NAME.match(name):
                 raise ValueError(f"{name!r} is not an environment variable name (A-Z, 0-9, _)")
+            if name in secrets:
+                secret = secrets[name]
+                raise ValueError(
+                    f"{name} is a secret: it goes in Secret {secret.secret} (key {secret.key}), "
+                    "never in the ConfigMap"
+                )
         return extra
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from weavenn_cli.runtime.errors import ConfigError, WeavennError
 from weavenn_cli.runtime.git.changes import Change, ChangeKind, commit_message, conflict_name
 from weavenn_cli.runtime.git.repository import GitRepository, InvalidRef, _checked_branch
+from weavenn_cli.runtime.redaction import redact_credentials
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,14 @@ class IndexLocked(Exception):
 
 
 class PushDeferred(Exception):
-    """The push cannot happen now (remote unreachable, working tree in the way)."""
+    """The push cannot happen now (remote unreachable, working tree in the way).
+
+    The message names the remote (GIT_REMOTE may be a URL carrying a token) and quotes git:
+    credentials are taken out here, so no log line or report can show them.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact_credentials(message))
 
 
 @dataclass(frozen=True)
@@ -301,7 +309,10 @@ class VaultRepository(GitRepository):
 def check_push_target(remote: str, branch: str | None) -> None:
     """GIT_REMOTE and GIT_BRANCH go on git's command line: refuse what git would misread."""
     if not remote.strip() or remote.startswith("-") or any(c.isspace() for c in remote):
-        raise ConfigError(f"GIT_REMOTE={remote!r} is not a remote name or URL: give e.g. origin")
+        raise ConfigError(
+            f"GIT_REMOTE={redact_credentials(remote)!r} is not a remote name or URL: "
+            "give e.g. origin"
+        )
     if branch is not None:
         try:
             _checked_branch(branch)
@@ -346,4 +357,4 @@ def _last_line(result: subprocess.CompletedProcess[str]) -> str:
     text = f"{result.stderr}\n{result.stdout}".strip()
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith(("fatal:", "error:"))]
-    return (errors or lines or ["no output"])[0]
+    return redact_credentials((errors or lines or ["no output"])[0])

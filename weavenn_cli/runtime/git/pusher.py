@@ -14,6 +14,7 @@ import threading
 from weavenn_cli.runtime.bus.backoff import Backoff
 from weavenn_cli.runtime.git.autocommit import PushDeferred, PushResult, VaultRepository
 from weavenn_cli.runtime.git.repository import GitFailed
+from weavenn_cli.runtime.redaction import redact_credentials
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class Pusher:
             log.warning(
                 "not pushed yet, trying again in %.0fs or after the next commit: %s",
                 delay,
-                error.args[0] if error.args else error,
+                redact_credentials(str(error.args[0] if error.args else error)),
             )
             return delay
         except Exception:  # never let the thread die: the next commit asks again

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from weavenn_cli.runtime.files.paths import vault_path
 from weavenn_cli.runtime.problems import Conflict, NotFound, Problem, ServiceUnavailable
+from weavenn_cli.runtime.redaction import redact_credentials
 
 GIT_TIMEOUT_SECONDS = 60
 MAX_LOG = 500
@@ -41,7 +42,12 @@ class NoRemote(Conflict):
 
 
 class GitFailed(Conflict):
+    """Git refused; the message may quote git or a remote, so credentials are taken out."""
+
     code = "GIT_FAILED"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(redact_credentials(message), **details)
 
 
 class FileStatus(BaseModel):
@@ -150,14 +156,18 @@ class GitRepository:
         target = _checked_branch(branch) if branch else self._current_branch()
         with self._write_lock:
             result = self._git("push", "--porcelain", name, f"HEAD:refs/heads/{target}")
-        return SyncResult(remote=name, branch=target, output=result.stdout.strip())
+        return SyncResult(
+            remote=name, branch=target, output=redact_credentials(result.stdout.strip())
+        )
 
     def pull(self, remote: str | None = None, branch: str | None = None) -> SyncResult:
         name = self._remote(remote)
         target = _checked_branch(branch) if branch else self._current_branch()
         with self._write_lock:
             result = self._git(*self._identity(), "pull", "--ff-only", name, target)
-        return SyncResult(remote=name, branch=target, output=result.stdout.strip())
+        return SyncResult(
+            remote=name, branch=target, output=redact_credentials(result.stdout.strip())
+        )
 
     def resolve(self, ref: str) -> str:
         """The commit `ref` names; refused unless it is a hash or a well-formed ref name."""

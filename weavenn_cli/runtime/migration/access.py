@@ -97,10 +97,12 @@ def raw_connection(engine: sa.Engine) -> Iterator[Any]:
 
 
 def fetch_all(connection: Any, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+    """The rows as tuples: both drivers make tuples by default, so they are not copied."""
     cursor = connection.cursor()
     try:
         cursor.execute(sql, params)
-        return [tuple(row) for row in cursor.fetchall()]
+        rows: list[tuple[Any, ...]] = cursor.fetchall()
+        return rows
     finally:
         cursor.close()
 

@@ -6,8 +6,9 @@ separate index, and following it visits the table's pages at random (twice the r
 a million random-UUID tasks). A position remembers the rowid and the key of the last row, so
 a resume can tell when the file was rewritten (VACUUM renumbers rowids) and refuse.
 
-SQLite rows also come with a flag computed by SQLite itself: whether a value is not already
-in the form PostgreSQL reads exactly as meant, so Python only converts the rows that need it.
+SQLite itself tells which rows hold a value not already in the form PostgreSQL reads exactly
+as meant (a query of its own per chunk, usually answering nothing), so Python only converts
+the rows that need it and hands the others to COPY as the driver made them.
 """
 
 from __future__ import annotations
@@ -74,29 +75,76 @@ def _after(keys: list[sa.ColumnClause[Any]], values: Row) -> sa.ColumnElement[bo
 
 
 def _by_rowid(engine: sa.Engine, spec: TableSpec, after: Any, batch_size: int) -> Iterator[Chunk]:
-    table = quote(engine, spec.name)
-    checks = [
-        sqlite_clean_sql(kind, quote(engine, name))
-        for name, kind in zip(spec.column_names, spec.kinds, strict=True)
-    ]
-    clean = " AND ".join(check for check in checks if check) or "1"
-    sql = (
-        f"SELECT rowid, {quoted_columns(engine, spec.column_names)}, NOT ({clean}) "
-        f"FROM {table} WHERE rowid > ? ORDER BY rowid LIMIT ?"
-    )
+    reads = _RowidReads(engine, spec)
     with raw_connection(engine) as connection:
         last = -(2**63)
         if after is not None:
             _check_position(connection, engine, spec, after)
             last = int(after["rowid"])
         while True:
-            raw = fetch_all(connection, sql, (last, batch_size))
-            if not raw:
+            # One snapshot per chunk: rows the application appends meanwhile are not counted
+            # as read before they are (the bound and the rows come from the same state).
+            connection.execute("BEGIN")
+            try:
+                chunk = reads.chunk(connection, last, batch_size)
+            finally:
+                connection.execute("COMMIT")
+            if chunk is None:
                 return
-            rows = [row[1:-1] for row in raw]
-            dirty = [i for i, row in enumerate(raw) if row[-1]]
-            last = raw[-1][0]
-            yield Chunk(rows, {"rowid": last, "key": list(spec.key_of(rows[-1]))}, dirty)
+            last = chunk.position["rowid"]
+            yield chunk
+
+
+class _RowidReads:
+    """The queries of a chunk read in rowid order.
+
+    The rows come back exactly as the driver makes them (tuples handed on to COPY as they
+    are): the chunk's last rowid is found by a query of its own, and the rows that need
+    converting by another one that SQLite answers alone (without holding Python's lock,
+    while the writer formats the previous chunk), returning nothing in the usual case.
+    """
+
+    def __init__(self, engine: sa.Engine, spec: TableSpec) -> None:
+        self.spec = spec
+        table = quote(engine, spec.name)
+        checks = [
+            sqlite_clean_sql(kind, quote(engine, name))
+            for name, kind in zip(spec.column_names, spec.kinds, strict=True)
+        ]
+        clean = " AND ".join(check for check in checks if check)
+        self.bound_sql = (
+            f"SELECT rowid FROM {table} WHERE rowid > ? ORDER BY rowid LIMIT 1 OFFSET ?"
+        )
+        self.last_sql = f"SELECT max(rowid) FROM {table} WHERE rowid > ?"
+        self.rows_sql = (
+            f"SELECT {quoted_columns(engine, spec.column_names)} FROM {table} "
+            "WHERE rowid > ? AND rowid <= ? ORDER BY rowid"
+        )
+        self.dirty_sql = (
+            f"SELECT {quoted_columns(engine, spec.key_names)} FROM {table} "
+            f"WHERE rowid > ? AND rowid <= ? AND NOT ({clean})"
+            if clean
+            else None
+        )
+
+    def chunk(self, connection: Any, last: int, batch_size: int) -> Chunk | None:
+        bound = fetch_all(connection, self.bound_sql, (last, batch_size - 1))
+        upper = bound[0][0] if bound else fetch_all(connection, self.last_sql, (last,))[0][0]
+        if upper is None:
+            return None
+        rows = fetch_all(connection, self.rows_sql, (last, upper))
+        dirty = self._dirty_positions(connection, rows, last, upper)
+        return Chunk(rows, {"rowid": upper, "key": list(self.spec.key_of(rows[-1]))}, dirty)
+
+    def _dirty_positions(
+        self, connection: Any, rows: list[Row], last: int, upper: int
+    ) -> list[int]:
+        if self.dirty_sql is None:
+            return []
+        keys = set(fetch_all(connection, self.dirty_sql, (last, upper)))
+        if not keys:
+            return []
+        return [i for i, row in enumerate(rows) if self.spec.key_of(row) in keys]
 
 
 def _check_position(connection: Any, engine: sa.Engine, spec: TableSpec, after: Any) -> None:

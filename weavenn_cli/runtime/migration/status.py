@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from weavenn_cli.runtime import schema
-from weavenn_cli.runtime.config import DEFAULT_DATABASE_URL, Settings
+from weavenn_cli.runtime.config import Settings
 from weavenn_cli.runtime.db.engine import describe_url
 from weavenn_cli.runtime.errors import WeavennError
 from weavenn_cli.runtime.migration import backfill, dual_write, verify
@@ -44,7 +44,7 @@ class MigrationStatus:
 
 def secondary_url(settings: Settings) -> str:
     """The other database of the migration: SECONDARY_DATABASE_URL, or the default SQLite."""
-    return settings.secondary_database_url or DEFAULT_DATABASE_URL
+    return settings.secondary_or_default_url()
 
 
 def migration_status(settings: Settings) -> MigrationStatus:

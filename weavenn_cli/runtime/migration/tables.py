@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from weavenn_cli.runtime import schema
+from weavenn_cli.runtime.db import revisions
 from weavenn_cli.runtime.db.engine import describe_url, parse_database_url
 from weavenn_cli.runtime.db.models import Base
 from weavenn_cli.runtime.errors import DatabaseError, UsageError
@@ -127,8 +127,8 @@ def resolve_tables(names: Sequence[str] | None) -> list[TableSpec]:
 
 def require_at_head(url: str, role: str) -> None:
     """Refuse a database whose schema is not at the head revision."""
-    current = schema.current_revisions(url)
-    heads = schema.head_revisions()
+    current = revisions.current_revisions(url)
+    heads = revisions.head_revisions()
     if set(current) != set(heads):
         raise DatabaseError(
             f"{role} {describe_url(url)} is at revision {', '.join(current) or 'none'}, not at "
