@@ -14,11 +14,12 @@
 Each run gets a fresh PostgreSQL database and a fresh RabbitMQ vhost, removed afterwards.
 
 For (b) it also prints where the CPU went (user + system seconds from /proc, sampled while
-it runs): the watcher process, the consumer process, the PostgreSQL backends of the run's
-database (autovacuum of it included), PostgreSQL's shared background processes (WAL writer,
-checkpointer...: all databases, so other users of the server count too) and RabbitMQ's
-beam.smp (every vhost); then PostgreSQL's top statements by time when pg_stat_statements is
-loaded by the server (shared_preload_libraries), otherwise a note saying so.
+it runs): the watcher process, the consumer process, the PostgreSQL backends of each (told
+apart by application name) and the other backends of the run's database (autovacuum),
+PostgreSQL's shared background processes (WAL writer, checkpointer...: all databases, so
+other users of the server count too) and RabbitMQ's beam.smp (every vhost); then
+PostgreSQL's top statements by time when pg_stat_statements is loaded by the server
+(shared_preload_libraries), otherwise a note saying so.
 """
 
 from __future__ import annotations
@@ -68,9 +69,10 @@ def vhost(base_url: str) -> Iterator[str]:
 
 @contextmanager
 def weavenn(*args: str, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    # The application name tells the PostgreSQL backends of each process apart.
     process = subprocess.Popen(
         [str(WEAVENN), *args],
-        env={**os.environ, **env},
+        env={**os.environ, **env, "PGAPPNAME": f"weavenn-bench-{args[0]}"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -172,16 +174,17 @@ class CpuSampler:
 
     def sample(self) -> None:
         backends = self._connection.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.database,)
+            "SELECT pid, application_name FROM pg_stat_activity WHERE datname = %s",
+            (self.database,),
         ).fetchall()
-        groups = self._fixed | {pid: "postgres" for (pid,) in backends}
+        groups = self._fixed | {pid: BACKEND_GROUPS.get(app, "postgres") for pid, app in backends}
         starting = not self.first
         for pid, name in groups.items():
             seconds = cpu_seconds(pid)
             if seconds is None:
                 continue
             # A backend born during (b) counts from zero; one already there, from now.
-            new_backend = name == "postgres" and not starting
+            new_backend = name.startswith("postgres") and not starting
             self.first.setdefault(pid, 0.0 if new_backend else seconds)
             self.last[pid] = seconds
             self.group[pid] = name
@@ -193,10 +196,16 @@ class CpuSampler:
         return sums
 
 
+BACKEND_GROUPS = {
+    "weavenn-bench-watch": "postgres-watch",
+    "weavenn-bench-consume": "postgres-consume",
+}
 CPU_LABELS = {
     "watcher": "weavenn watch (scan, outbox, relay)",
     "consumer": "weavenn consume mcp-sync",
-    "postgres": "PostgreSQL backends of the run's database",
+    "postgres-watch": "PostgreSQL backends of the watcher",
+    "postgres-consume": "PostgreSQL backends of the consumer",
+    "postgres": "PostgreSQL, other backends of the run's database",
     "shared": "PostgreSQL shared processes (all databases)",
     "rabbitmq": "RabbitMQ beam.smp (all vhosts)",
 }
@@ -206,9 +215,9 @@ def print_cpu(totals: dict[str, float], notes: int) -> None:
     print(f"    CPU of (b), {notes:,} notes:")
     for name, label in CPU_LABELS.items():
         seconds = totals.get(name, 0.0)
-        print(f"      {label:<46}{seconds:7.1f} s {1000 * seconds / notes:6.2f} ms/note")
+        print(f"      {label:<52}{seconds:7.1f} s {1000 * seconds / notes:6.2f} ms/note")
     total = sum(totals.values())
-    print(f"      {'total':<46}{total:7.1f} s {1000 * total / notes:6.2f} ms/note")
+    print(f"      {'total':<52}{total:7.1f} s {1000 * total / notes:6.2f} ms/note")
 
 
 def reset_statements(database_url: str) -> str | None:
