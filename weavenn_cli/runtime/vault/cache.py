@@ -11,7 +11,7 @@ import posixpath
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, bindparam, delete, insert, select, text, update
@@ -43,10 +43,14 @@ CHUNK = 500
 # -- link resolution -------------------------------------------------------------------------
 
 
+# Names and targets repeat across notes and batches (a vault links to the same notes over
+# and over): computed once each.
+@lru_cache(maxsize=65536)
 def name_key(path: str) -> str:
-    return posixpath.basename(path).lower()
+    return path.rpartition("/")[2].lower()
 
 
+@lru_cache(maxsize=65536)
 def _note_form(target: str) -> str:
     """The path a note link asks for, lower case, with the `.md` Obsidian adds."""
     wanted = target.strip().lower()
@@ -79,7 +83,7 @@ class Resolver:
     def resolve_note(self, source_path: str, target: str) -> str | None:
         """Where a note link with path `target`, written in `source_path`, leads."""
         wanted = _note_form(target)
-        candidates = self._by_name.get(posixpath.basename(wanted))
+        candidates = self._by_name.get(wanted.rpartition("/")[2])
         if not candidates:
             return None
         exact = _normal(wanted.lstrip("/"))
@@ -523,6 +527,48 @@ def _upsert_many(session: Session, items: Sequence[NoteInput]) -> None:
     stored = {item.path for item in items}
     for chunk in chunks(new_names):
         reresolve(session, NAMED_AMONG, resolver, {"names": list(chunk)}, skip_sources=stored)
+    _statistics.grew(session, len(created))
+
+
+class _PlannerStatistics:
+    """Refreshes PostgreSQL's statistics of the cache's tables while they fill up quickly.
+
+    Without statistics (a fresh database, an initial index) the planner takes a growing table
+    for a few hundred rows and answers each batch's lookups (the inbox check, links by id, by
+    name) with sequential scans and hash joins over the whole table: a cost that grows with
+    every batch. Autovacuum analyzes a minute later at best, after the initial index is over.
+    So each time the notes this process stored reach the table's size at the last ANALYZE (it
+    doubled, or a first thousand notes), the tables the batches look up in are analyzed, in
+    the batch's transaction: a few times in all, whatever the vault's size.
+    """
+
+    FIRST = 1000
+    STATEMENT = text(
+        "ANALYZE notes (id, path, name_key), note_links (id, note_id, target_name, "
+        "resolved_path), note_versions, inbox"
+    )
+    _SIZE = text("SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = 'notes'::regclass")
+
+    def __init__(self) -> None:
+        # Per database: notes stored since the last ANALYZE, and the table's size then.
+        self._stored: dict[str, int] = {}
+        self._size: dict[str, float] = {}
+
+    def grew(self, session: Session, created: int) -> None:
+        bind = session.get_bind()
+        if bind.dialect.name != "postgresql" or not created:
+            return
+        database = bind.engine.url.render_as_string()
+        if database not in self._size:
+            self._size[database] = float(session.scalar(self._SIZE) or 0.0)
+        self._stored[database] = self._stored.get(database, 0) + created
+        if self._stored[database] >= max(self.FIRST, self._size[database]):
+            session.execute(self.STATEMENT)
+            self._size[database] = float(session.scalar(self._SIZE) or 0.0)
+            self._stored[database] = 0
+
+
+_statistics = _PlannerStatistics()
 
 
 def _upsert(session: Session, item: NoteInput) -> None:
