@@ -137,6 +137,15 @@ _PATHS_BY_NAME_POSTGRES = text(
 )
 
 
+# A short list as an array: PostgreSQL knows its length when it plans (it guesses 100 rows for
+# a JSON array), which keeps one note's lookup an index scan on a table without statistics.
+FEW = 100
+_PATHS_BY_FEW_NAMES_POSTGRES = text(
+    "SELECT notes.path FROM notes "
+    "JOIN unnest(CAST(:names AS text[])) AS wanted(name) ON notes.name_key = wanted.name"
+)
+
+
 def json_array(values: Iterable[Any]) -> str:
     """An array parameter for PostgreSQL's json_array_elements_text."""
     return orjson.dumps(list(values)).decode()
@@ -147,7 +156,10 @@ def _resolver_from_db(session: Session, names: Iterable[str | None]) -> Resolver
     if session.get_bind().dialect.name == "postgresql":
         if not wanted:
             return Resolver(())
-        rows = session.scalars(_PATHS_BY_NAME_POSTGRES, {"names": json_array(wanted)})
+        if len(wanted) <= FEW:
+            rows = session.scalars(_PATHS_BY_FEW_NAMES_POSTGRES, {"names": wanted})
+        else:
+            rows = session.scalars(_PATHS_BY_NAME_POSTGRES, {"names": json_array(wanted)})
         return Resolver(rows.all())
     paths: list[str] = []
     for chunk in chunks(wanted):
@@ -202,19 +214,21 @@ def reresolve(
     return len(changes)
 
 
+# Arrays, not JSON: PostgreSQL plans with their length, so one note's few changes stay an
+# index lookup even before the table has statistics (it guesses 100 rows for a JSON array,
+# and then scans the whole table).
 _SET_RESOLVED_PATHS = text(
     "UPDATE note_links SET resolved_path = changed.path "
-    "FROM ROWS FROM (json_array_elements_text(CAST(:ids AS json)), "
-    "json_array_elements_text(CAST(:paths AS json))) AS changed(id, path) "
-    "WHERE note_links.id = CAST(changed.id AS bigint)"
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:paths AS text[])) AS changed(id, path) "
+    "WHERE note_links.id = changed.id"
 )
 
 
 def _set_resolved_paths(session: Session, changes: Sequence[dict[str, Any]]) -> None:
     if session.get_bind().dialect.name == "postgresql" and changes:
         # One statement for all: an executemany would run one UPDATE per link.
-        ids = json_array(change["id"] for change in changes)
-        paths = json_array(change["resolved_path"] for change in changes)
+        ids = [change["id"] for change in changes]
+        paths = [change["resolved_path"] for change in changes]
         session.execute(_SET_RESOLVED_PATHS, {"ids": ids, "paths": paths})
         return
     for chunk in chunks(changes):
