@@ -242,3 +242,45 @@ def test_a_batch_skips_events_older_than_the_cache(sessions: Factory, make_event
     with session_scope(sessions) as session:
         assert apply_events(session, [old, other]) == [False, True]
     assert details(sessions, "n.md").title == "New"  # type: ignore[union-attr]
+
+
+def test_batches_on_postgres_resolve_late_links_and_refresh_statistics(
+    migrated_pg_url: str, make_event
+) -> None:
+    """1,200 notes in batches of 300, each linking to the next one (stored in a later batch):
+    every link resolves once its target arrives, names with quotes, backslashes and accents
+    included (they travel in JSON arrays); and the planner has statistics of the tables by the
+    end, though autovacuum had no time to analyze them."""
+    from sqlalchemy import text
+
+    from weavenn_cli.runtime.db.engine import make_engine, session_factory
+
+    def name(number: int) -> str:
+        return f'n{number} "q\\é'
+
+    count = 1200
+    events = [
+        make_event("vault.file.created", f"d{n % 7}/{name(n)}.md", f"# T\n[[{name(n + 1)}]]")
+        for n in range(count)
+    ]
+    engine = make_engine(migrated_pg_url)
+    factory = session_factory(engine)
+    try:
+        for start in range(0, count, 300):
+            with session_scope(factory) as session:
+                assert apply_events(session, events[start : start + 300]) == [True] * 300
+        with factory() as session:
+            unresolved = session.scalars(
+                select(NoteLink.target).where(NoteLink.resolved_path.is_(None))
+            ).all()
+            analyzed = session.scalars(
+                text(
+                    "SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL "
+                    "AND relname IN ('notes', 'note_links')"
+                )
+            ).all()
+        assert unresolved == [name(count)]
+        assert sorted(analyzed) == ["note_links", "notes"]
+        assert resolved(factory, f"d3/{name(10)}.md") == {name(11): f"d4/{name(11)}.md"}
+    finally:
+        engine.dispose()

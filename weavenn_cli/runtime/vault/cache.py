@@ -11,10 +11,21 @@ import posixpath
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, bindparam, delete, insert, select, text, update
+import orjson
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    TextClause,
+    bindparam,
+    delete,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from weavenn_cli.runtime.bus.outbox import dialect_insert
@@ -43,10 +54,14 @@ CHUNK = 500
 # -- link resolution -------------------------------------------------------------------------
 
 
+# Names and targets repeat across notes and batches (a vault links to the same notes over
+# and over): computed once each.
+@lru_cache(maxsize=65536)
 def name_key(path: str) -> str:
-    return posixpath.basename(path).lower()
+    return path.rpartition("/")[2].lower()
 
 
+@lru_cache(maxsize=65536)
 def _note_form(target: str) -> str:
     """The path a note link asks for, lower case, with the `.md` Obsidian adds."""
     wanted = target.strip().lower()
@@ -79,13 +94,13 @@ class Resolver:
     def resolve_note(self, source_path: str, target: str) -> str | None:
         """Where a note link with path `target`, written in `source_path`, leads."""
         wanted = _note_form(target)
-        candidates = self._by_name.get(posixpath.basename(wanted))
+        candidates = self._by_name.get(wanted.rpartition("/")[2])
         if not candidates:
             return None
         exact = _normal(wanted.lstrip("/"))
         if exact in candidates:
             return candidates[exact]
-        folder = posixpath.dirname(source_path.lower())
+        folder = _folder(source_path)
         beside = _normal(f"{folder}/{wanted}") if folder else exact
         if beside in candidates:
             return candidates[beside]
@@ -94,6 +109,11 @@ class Resolver:
         if not matches:
             return None
         return min(matches, key=lambda p: (p.count("/"), len(p), p))
+
+
+@lru_cache(maxsize=65536)
+def _folder(path: str) -> str:
+    return posixpath.dirname(path.lower())
 
 
 def _normal(path: str) -> str:
@@ -108,10 +128,27 @@ _IDS_BY_PATH = select(Note.path, Note.id).where(Note.path.in_(bindparam("paths",
 
 # One array parameter joined to the index: a long IN list is compared row by row by
 # PostgreSQL when it chooses a sequential scan (a freshly filled table has no statistics).
+# Arrays travel as one JSON text (orjson, in C): psycopg adapts a Python list element by
+# element, which cost the consumer more than building the rows.
 _PATHS_BY_NAME_POSTGRES = text(
+    "SELECT notes.path FROM notes "
+    "JOIN json_array_elements_text(CAST(:names AS json)) AS wanted(name) "
+    "ON notes.name_key = wanted.name"
+)
+
+
+# A short list as an array: PostgreSQL knows its length when it plans (it guesses 100 rows for
+# a JSON array), which keeps one note's lookup an index scan on a table without statistics.
+FEW = 100
+_PATHS_BY_FEW_NAMES_POSTGRES = text(
     "SELECT notes.path FROM notes "
     "JOIN unnest(CAST(:names AS text[])) AS wanted(name) ON notes.name_key = wanted.name"
 )
+
+
+def json_array(values: Iterable[Any]) -> str:
+    """An array parameter for PostgreSQL's json_array_elements_text."""
+    return orjson.dumps(list(values)).decode()
 
 
 def _resolver_from_db(session: Session, names: Iterable[str | None]) -> Resolver:
@@ -119,7 +156,11 @@ def _resolver_from_db(session: Session, names: Iterable[str | None]) -> Resolver
     if session.get_bind().dialect.name == "postgresql":
         if not wanted:
             return Resolver(())
-        return Resolver(session.scalars(_PATHS_BY_NAME_POSTGRES, {"names": wanted}).all())
+        if len(wanted) <= FEW:
+            rows = session.scalars(_PATHS_BY_FEW_NAMES_POSTGRES, {"names": wanted})
+        else:
+            rows = session.scalars(_PATHS_BY_NAME_POSTGRES, {"names": json_array(wanted)})
+        return Resolver(rows.all())
     paths: list[str] = []
     for chunk in chunks(wanted):
         paths += session.scalars(_PATHS_BY_NAME, {"names": list(chunk)}).all()
@@ -134,19 +175,32 @@ _NOTE_LINKS = (
 # Links that name a file, as a bound parameter so the statement is compiled once.
 NAMING = NoteLink.target_name == bindparam("name")
 NAMED_AMONG = NoteLink.target_name.in_(bindparam("names", expanding=True))
+# The note links naming one of `names` on PostgreSQL: the names as one JSON array (see
+# _PATHS_BY_NAME_POSTGRES), joined to the index (as `IN (SELECT ...)` it hashes them and
+# scans every link).
+LINKS_NAMED_AMONG_POSTGRES = text(
+    "SELECT note_links.id, note_links.target, note_links.target_name, "
+    "note_links.resolved_path, notes.path "
+    "FROM json_array_elements_text(CAST(:names AS json)) AS named(name) "
+    "JOIN note_links ON note_links.target_name = named.name "
+    "JOIN notes ON notes.id = note_links.note_id "
+    "WHERE note_links.target_kind = 'note'"
+)
 
 
 def reresolve(
     session: Session,
-    where: ColumnElement[bool],
+    where: ColumnElement[bool] | TextClause,
     resolver: Resolver | None = None,
     params: dict[str, Any] | None = None,
     skip_sources: Collection[str] = (),
 ) -> int:
     """Resolve again the note links matching `where` (against the notes in the database,
     unless a resolver is given), except those written in `skip_sources` (resolved already
-    with this resolver); returns how many changed."""
-    rows = session.execute(_NOTE_LINKS.where(where), params or {}).all()
+    with this resolver); returns how many changed. `where` may also be a whole query of
+    _NOTE_LINKS' columns."""
+    query = where if isinstance(where, TextClause) else _NOTE_LINKS.where(where)
+    rows = session.execute(query, params or {}).all()
     if resolver is None:
         resolver = _resolver_from_db(session, (row.target_name for row in rows))
     changes = []
@@ -160,6 +214,9 @@ def reresolve(
     return len(changes)
 
 
+# Arrays, not JSON: PostgreSQL plans with their length, so one note's few changes stay an
+# index lookup even before the table has statistics (it guesses 100 rows for a JSON array,
+# and then scans the whole table).
 _SET_RESOLVED_PATHS = text(
     "UPDATE note_links SET resolved_path = changed.path "
     "FROM unnest(CAST(:ids AS bigint[]), CAST(:paths AS text[])) AS changed(id, path) "
@@ -260,7 +317,7 @@ def _insert_children(
 ) -> None:
     tags: list[dict[str, Any]] = []
     headings: list[dict[str, Any]] = []
-    links: list[dict[str, Any]] = []
+    links: list[tuple[Any, ...]] = []
     for item in inputs:
         note_id = ids[item.path]
         seen: set[str] = set()
@@ -277,8 +334,9 @@ def _insert_children(
             _link_row(note_id, i, item.path, link, resolver)
             for i, link in enumerate(item.note.links)
         ]
-    for model, rows in ((NoteTag, tags), (NoteHeading, headings), (NoteLink, links)):
+    for model, rows in ((NoteTag, tags), (NoteHeading, headings)):
         insert_rows(session, _table(model), rows)
+    _insert_tuples(session, _table(NoteLink), LINK_COLUMNS, links)
 
 
 def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -294,36 +352,71 @@ def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
         session.execute(insert(table), chunk)
 
 
+def _insert_tuples(
+    session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """`insert_rows` for rows built as tuples of `columns` (the many links: no dict each)."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        _copy_tuples(session, table, columns, rows)
+        return
+    insert_rows(session, table, [dict(zip(columns, row, strict=True)) for row in rows])
+
+
 def _copy_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     columns = list(rows[0])
+    _copy_tuples(session, table, columns, [tuple(row[c] for c in columns) for row in rows])
+
+
+def _copy_tuples(
+    session: Session, table: Table, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]
+) -> None:
     # The session's own connection: the rows commit or roll back with the transaction.
     driver = session.connection().connection.driver_connection
     statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
     with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
         for row in rows:
-            copy.write_row([row[column] for column in columns])
+            copy.write_row(row)
 
 
 def _table(model: type[Base]) -> Table:
     return Base.metadata.tables[model.__tablename__]
 
 
+LINK_COLUMNS = (
+    "note_id",
+    "position",
+    "target",
+    "heading",
+    "block",
+    "alias",
+    "embed",
+    "kind",
+    "target_kind",
+    "target_name",
+    "resolved_path",
+)
+
+
 def _link_row(
     note_id: int, position: int, source: str, link: Link, resolver: Resolver
-) -> dict[str, Any]:
-    return {
-        "note_id": note_id,
-        "position": position,
-        "target": link.target,
-        "heading": link.heading,
-        "block": link.block[:255] if link.block else None,
-        "alias": link.alias,
-        "embed": link.embed,
-        "kind": link.kind,
-        "target_kind": link.target_kind,
-        "target_name": (target_name(link) or "")[:255] or None,
-        "resolved_path": resolver.resolve(source, link),
-    }
+) -> tuple[Any, ...]:
+    """A row of LINK_COLUMNS."""
+    name = target_name(link)
+    return (
+        note_id,
+        position,
+        link.target,
+        link.heading,
+        link.block[:255] if link.block else None,
+        link.alias,
+        link.embed,
+        link.kind,
+        link.target_kind,
+        name[:255] if name else None,
+        resolver.resolve(source, link),
+    )
 
 
 def _note_ids(session: Session, paths: Sequence[str]) -> dict[str, int]:
@@ -461,8 +554,8 @@ def _claim_many(session: Session, claims: Sequence[tuple[str, int]]) -> set[str]
     if session.get_bind().dialect.name == "postgresql":
         # Two array parameters, whatever the number of paths.
         params = {
-            "paths": [path for path, _ in claims],
-            "sequences": [sequence for _, sequence in claims],
+            "paths": json_array(path for path, _ in claims),
+            "sequences": json_array(sequence for _, sequence in claims),
             "now": now,
         }
         return set(session.scalars(_CLAIM_MANY_POSTGRES, params))
@@ -481,8 +574,9 @@ def _claim_many(session: Session, claims: Sequence[tuple[str, int]]) -> set[str]
 
 _CLAIM_MANY_POSTGRES = text(
     "INSERT INTO note_versions (path, sequence, deleted, updated_at) "
-    "SELECT path, sequence, false, :now "
-    "FROM unnest(CAST(:paths AS text[]), CAST(:sequences AS bigint[])) AS claim(path, sequence) "
+    "SELECT claim.path, CAST(claim.sequence AS bigint), false, :now "
+    "FROM ROWS FROM (json_array_elements_text(CAST(:paths AS json)), "
+    "json_array_elements_text(CAST(:sequences AS json))) AS claim(path, sequence) "
     "ON CONFLICT (path) DO UPDATE SET sequence = excluded.sequence, "
     "deleted = excluded.deleted, updated_at = excluded.updated_at "
     "WHERE note_versions.sequence < excluded.sequence "
@@ -521,8 +615,56 @@ def _upsert_many(session: Session, items: Sequence[NoteInput]) -> None:
     created = store_notes(session, items, resolver)
     new_names = sorted({name_key(path) for path in created})
     stored = {item.path for item in items}
-    for chunk in chunks(new_names):
-        reresolve(session, NAMED_AMONG, resolver, {"names": list(chunk)}, skip_sources=stored)
+    if session.get_bind().dialect.name == "postgresql":
+        if new_names:
+            params: dict[str, Any] = {"names": json_array(new_names)}
+            reresolve(session, LINKS_NAMED_AMONG_POSTGRES, resolver, params, skip_sources=stored)
+    else:
+        for chunk in chunks(new_names):
+            params = {"names": list(chunk)}
+            reresolve(session, NAMED_AMONG, resolver, params, skip_sources=stored)
+    _statistics.grew(session, len(created))
+
+
+class _PlannerStatistics:
+    """Refreshes PostgreSQL's statistics of the cache's tables while they fill up quickly.
+
+    Without statistics (a fresh database, an initial index) the planner takes a growing table
+    for a few hundred rows and answers each batch's lookups (the inbox check, links by id, by
+    name) with sequential scans and hash joins over the whole table: a cost that grows with
+    every batch. Autovacuum analyzes a minute later at best, after the initial index is over.
+    So each time the notes this process stored reach the table's size at the last ANALYZE (it
+    doubled, or a first thousand notes), the tables the batches look up in are analyzed, in
+    the batch's transaction: a few times in all, whatever the vault's size.
+    """
+
+    FIRST = 1000
+    STATEMENT = text(
+        "ANALYZE notes (id, path, name_key), note_links (id, note_id, target_kind, target_name, "
+        "resolved_path), note_versions, inbox"
+    )
+    _SIZE = text("SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = 'notes'::regclass")
+
+    def __init__(self) -> None:
+        # Per database: notes stored since the last ANALYZE, and the table's size then.
+        self._stored: dict[str, int] = {}
+        self._size: dict[str, float] = {}
+
+    def grew(self, session: Session, created: int) -> None:
+        bind = session.get_bind()
+        if bind.dialect.name != "postgresql" or not created:
+            return
+        database = bind.engine.url.render_as_string()
+        if database not in self._size:
+            self._size[database] = float(session.scalar(self._SIZE) or 0.0)
+        self._stored[database] = self._stored.get(database, 0) + created
+        if self._stored[database] >= max(self.FIRST, self._size[database]):
+            session.execute(self.STATEMENT)
+            self._size[database] = float(session.scalar(self._SIZE) or 0.0)
+            self._stored[database] = 0
+
+
+_statistics = _PlannerStatistics()
 
 
 def _upsert(session: Session, item: NoteInput) -> None:
