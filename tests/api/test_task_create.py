@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -14,7 +16,7 @@ from weavenn_cli.runtime.db.models import OutboxMessage
 from weavenn_cli.runtime.db.models import Task as TaskRow
 from weavenn_cli.runtime.events import TaskEvent
 from weavenn_cli.runtime.tasks.local import DatabaseTaskService
-from weavenn_cli.runtime.tasks.models import TaskCreate
+from weavenn_cli.runtime.tasks.models import Task, TaskCreate
 from weavenn_cli.runtime.tasks.service import task_service_for
 
 
@@ -26,18 +28,36 @@ def service(any_migrated_url: str) -> Iterator[DatabaseTaskService]:
     tasks.close()
 
 
+def _create(service: DatabaseTaskService, how: str, data: TaskCreate, user_id: str | None) -> Task:
+    """Through `create` (v1, the CLI) or `create_async` (the v2 API, on asyncio on PostgreSQL)."""
+    if how == "sync":
+        return service.create(data, user_id=user_id)
+
+    async def create() -> Task:
+        try:
+            return await service.create_async(data, user_id=user_id)
+        finally:
+            await service.aclose()
+
+    return asyncio.run(create())
+
+
+HOW = pytest.mark.parametrize("how", ["sync", "async"])
+
+
 def _outbox(service: DatabaseTaskService) -> list[OutboxMessage]:
     with service.sessions() as session:
         return list(session.scalars(sa.select(OutboxMessage)).all())
 
 
-def test_create_writes_the_task_and_its_event(service: DatabaseTaskService) -> None:
+@HOW
+def test_create_writes_the_task_and_its_event(service: DatabaseTaskService, how: str) -> None:
     due = datetime(2026, 12, 24, 18, 30, tzinfo=timezone(timedelta(hours=2)))
     data = TaskCreate(
         title="  Wrap presents ", project_id="home", due_date=due, tags=["q4"], status="done"
     )
 
-    task = service.create(data, user_id="alice")
+    task = _create(service, how, data, "alice")
 
     assert (task.title, task.status, task.completed, task.tags) == (
         "Wrap presents",
@@ -70,11 +90,12 @@ def _refuse_events(service: DatabaseTaskService) -> None:
             )
 
 
-def test_no_task_without_its_event(service: DatabaseTaskService) -> None:
+@HOW
+def test_no_task_without_its_event(service: DatabaseTaskService, how: str) -> None:
     _refuse_events(service)
 
-    with pytest.raises(sa.exc.DBAPIError):
-        service.create(TaskCreate(title="Lost", project_id="home"), user_id=None)
+    with pytest.raises((sa.exc.DBAPIError, psycopg.Error)):
+        _create(service, how, TaskCreate(title="Lost", project_id="home"), None)
 
     with service.sessions() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(TaskRow)) == 0

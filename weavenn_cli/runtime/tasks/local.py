@@ -95,6 +95,16 @@ class DatabaseTaskService:
         self._mirror("insert", task)
         return task
 
+    async def create_async(self, data: TaskCreate, *, user_id: str | None = None) -> Task:
+        if self.pages is None or self.dual_writer is not None:
+            # SQLite, or a mirror to write after the commit: both block, in a thread then.
+            return await in_database_thread(functools.partial(self.create, data, user_id=user_id))
+        task = _new_task(data)
+        await self.pages.write(
+            _CREATE_POSTGRES, _create_params(task, _event("task.created", task, user_id))
+        )
+        return task
+
     def get(self, task_id: str) -> Task:
         with self.reads.connect() as connection:
             row = connection.execute(select(*COLUMNS).where(COLUMNS.id == task_id)).first()
