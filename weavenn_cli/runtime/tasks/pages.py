@@ -98,6 +98,30 @@ class PageReader:
             await self._drop_idle()
             return await self._fetch_once(sql, params)
 
+    async def write(self, sql: str, params: dict[str, Any]) -> None:
+        """Run one writing statement (its own transaction: the connections are autocommit).
+
+        Tried once more on a new connection after a connection error, as reads are: callers
+        pass their rows' ids, so a first attempt that did commit makes the second fail on the
+        key instead of writing twice.
+        """
+        try:
+            await self._write_once(sql, params)
+        except psycopg.OperationalError:
+            await self._drop_idle()
+            await self._write_once(sql, params)
+
+    async def _write_once(self, sql: str, params: dict[str, Any]) -> None:
+        async with self.slots:
+            connection = self.idle.pop() if self.idle else await self._connect()
+            try:
+                await connection.execute(sql, params)
+            except BaseException:
+                await connection.close()
+                raise
+            if not connection.closed:
+                self.idle.append(connection)
+
     async def _fetch_once(self, sql: str, params: dict[str, Any]) -> bytes:
         # Written out rather than as a context manager: this runs for every list request.
         async with self.slots:

@@ -29,6 +29,9 @@ class RemoteTaskService:
         response = self.client.call("POST", "/v2/tasks", json=body, user_id=user_id)
         return Task.model_validate(response.json())
 
+    async def create_async(self, data: TaskCreate, *, user_id: str | None = None) -> Task:
+        return await in_database_thread(partial(self.create, data, user_id=user_id))
+
     def get(self, task_id: str) -> Task:
         return Task.model_validate(self.client.call("GET", _path(task_id)).json())
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from functools import partial
 from typing import Annotated, cast
 from urllib.parse import quote
 
@@ -36,7 +35,7 @@ from weavenn_cli.runtime.tasks.models import (
     TaskV1,
     task_query_parameters,
 )
-from weavenn_cli.runtime.tasks.service import TaskService, in_database_thread
+from weavenn_cli.runtime.tasks.service import TaskService
 
 V1_DEPRECATED_AT = datetime(2026, 12, 1, tzinfo=UTC)
 V1_SUNSET_AT = datetime(2027, 6, 1, tzinfo=UTC)
@@ -81,7 +80,7 @@ async def page_response(service: TaskService, query: TaskQuery) -> Response:
 
 
 async def create_task(body: TaskCreate, service: Tasks, user: UserId, request: Request) -> Response:
-    task = await in_database_thread(partial(service.create, body, user_id=user))
+    task = await service.create_async(body, user_id=user)
     return Response(
         task.model_dump_json(),
         status_code=status.HTTP_201_CREATED,
