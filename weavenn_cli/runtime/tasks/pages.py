@@ -102,14 +102,18 @@ class PageReader:
         """Run one writing statement (its own transaction: the connections are autocommit).
 
         Tried once more on a new connection after a connection error, as reads are: callers
-        pass their rows' ids, so a first attempt that did commit makes the second fail on the
-        key instead of writing twice.
+        pass their rows' new ids, so when the first attempt did commit (the connection died
+        before its answer) the second meets that row's key instead of writing twice, and the
+        write is done.
         """
         try:
             await self._write_once(sql, params)
         except psycopg.OperationalError:
             await self._drop_idle()
-            await self._write_once(sql, params)
+            try:
+                await self._write_once(sql, params)
+            except psycopg.errors.UniqueViolation:
+                return
 
     async def _write_once(self, sql: str, params: dict[str, Any]) -> None:
         async with self.slots:
