@@ -114,12 +114,11 @@ def note(
     """Everything the cache knows about one note: metadata, headings, links, backlinks."""
     from weavenn_cli.runtime.errors import WeavennError
     from weavenn_cli.runtime.vault.files import user_note_path
-    from weavenn_cli.runtime.vault.queries import find_note_path, note_details
+    from weavenn_cli.runtime.vault.queries import cached_note_path, note_details
 
     relative = user_note_path(path, get_settings().vault_path)
     with _sessions()() as session:
-        found = find_note_path(session, relative)
-        details = note_details(session, found) if found else None
+        details = note_details(session, cached_note_path(session, relative))
     if details is None:
         raise WeavennError(
             f"{relative} is not in the cache: check the path, or run `weavenn vault index`"
@@ -231,18 +230,13 @@ def suggestions(
 ) -> None:
     """Links agent-tasks suggests for a note: mentions of other notes, best score first."""
     from weavenn_cli.runtime.agent.store import suggestions_for
-    from weavenn_cli.runtime.errors import WeavennError
     from weavenn_cli.runtime.vault.files import user_note_path
-    from weavenn_cli.runtime.vault.queries import find_note_path
+    from weavenn_cli.runtime.vault.queries import cached_note_path
 
     relative = user_note_path(path, get_settings().vault_path)
     with _sessions()() as session:
-        found = find_note_path(session, relative)
-        rows = suggestions_for(session, found) if found else None
-    if rows is None:
-        raise WeavennError(
-            f"{relative} is not in the cache: check the path, or run `weavenn vault index`"
-        )
+        found = cached_note_path(session, relative)
+        rows = suggestions_for(session, found)
     if as_json:
         print_json([row.model_dump() for row in rows])
         return

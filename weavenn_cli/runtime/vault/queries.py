@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from weavenn_cli.runtime.db.models import Note, NoteHeading, NoteLink, NoteTag
-from weavenn_cli.runtime.errors import UsageError
+from weavenn_cli.runtime.errors import UsageError, WeavennError
 
 
 class HeadingView(BaseModel):
@@ -89,6 +89,16 @@ def find_note_path(session: Session, path: str) -> str | None:
         if session.scalar(select(Note.path).where(Note.path == candidate)) is not None:
             return candidate
     return None
+
+
+def cached_note_path(session: Session, path: str) -> str:
+    """As `find_note_path`, for commands: a note missing from the cache is an error."""
+    found = find_note_path(session, path)
+    if found is None:
+        raise WeavennError(
+            f"{path} is not in the cache: check the path, or run `weavenn vault index`"
+        )
+    return found
 
 
 def note_details(session: Session, path: str) -> NoteDetails | None:
