@@ -7,12 +7,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 
 from weavenn_cli.runtime.config import Settings
 from weavenn_cli.runtime.db.models import Task as TaskRow
 from weavenn_cli.runtime.tasks.local import DatabaseTaskService
-from weavenn_cli.runtime.tasks.models import TASK_PAGE, Task, TaskPage, TaskQuery
+from weavenn_cli.runtime.tasks.models import TASK_PAGE, Task, TaskPage, TaskPatch, TaskQuery
 from weavenn_cli.runtime.tasks.service import task_service_for
 
 WINTER = timezone(timedelta(hours=1))
@@ -109,3 +109,19 @@ def test_the_apis_page_is_the_models_json(service: DatabaseTaskService) -> None:
     pages = asyncio.run(_pages(service, QUERIES))
     expected = [_through_models(service, query) for query in QUERIES for _ in range(6)]
     assert pages == expected
+
+
+def test_the_page_follows_every_writer(service: DatabaseTaskService) -> None:
+    """Writes through the API's service, plain SQL (another tool, a dual-write mirror) and
+    deletes show in the next page: on PostgreSQL each task's JSON is regenerated on write."""
+    service.update("task-03", TaskPatch(title='renamed "again"', tags=["new"], completed=False))
+    with service.sessions.begin() as session:
+        session.execute(
+            text("UPDATE tasks SET due_date = NULL, tags = NULL, status = 'done' WHERE id = :id"),
+            {"id": "task-08"},
+        )
+    service.delete("task-10")
+    pages = asyncio.run(_pages(service, QUERIES))
+    expected = [_through_models(service, query) for query in QUERIES for _ in range(6)]
+    assert pages == expected
+    assert b'renamed \\"again\\"' in pages[0] and b"task-10" not in pages[0]

@@ -1,7 +1,8 @@
 """Schema objects the migrations create but the models do not describe.
 
 Full-text search differs per database (an FTS5 virtual table with its shadow tables on
-SQLite, a generated tsvector column and its GIN index on PostgreSQL). Schema comparison
+SQLite, a generated tsvector column and its GIN index on PostgreSQL); on PostgreSQL each task
+also keeps its API JSON in a generated column (revision 013). Schema comparison
 (`weavenn migrate check`, alembic autogenerate) must not report them as differences.
 """
 
@@ -24,6 +25,7 @@ NameType = Literal[
 NOTES_FTS_TABLE = "notes_fts"
 NOTES_SEARCH_COLUMN = "search_vector"
 NOTES_SEARCH_INDEX = "ix_notes_search_vector"
+TASKS_JSON_COLUMN = "api_json"
 
 
 def include_name(
@@ -35,7 +37,11 @@ def include_name(
     if type_ == "table":
         return not (name == NOTES_FTS_TABLE or name.startswith(NOTES_FTS_TABLE + "_"))
     if type_ == "column":
-        return not (parent_names.get("table_name") == "notes" and name == NOTES_SEARCH_COLUMN)
+        table = parent_names.get("table_name")
+        return not (
+            (table == "notes" and name == NOTES_SEARCH_COLUMN)
+            or (table == "tasks" and name == TASKS_JSON_COLUMN)
+        )
     if type_ == "index":
         return name != NOTES_SEARCH_INDEX
     return True

@@ -22,6 +22,7 @@ from sqlalchemy import (
     delete,
     exists,
     func,
+    literal_column,
     select,
     type_coerce,
 )
@@ -129,7 +130,7 @@ class DatabaseTaskService:
     async def list_page(self, query: TaskQuery) -> bytes:
         if self.pages is None:
             return await in_database_thread(functools.partial(self.list_json, query))
-        rows = _page_sql(self.reads.dialect, _shape(query)) + _limit_offset(query)
+        rows = _stored_json_sql(self.reads.dialect, _shape(query)) + _limit_offset(query)
         sql = page_json_sql(rows, int(query.limit), int(query.offset))
         return await self.pages.fetch(sql, _page_params(query))
 
@@ -315,9 +316,11 @@ def _create_params(task: Task, event: TaskEvent) -> dict[str, Any]:
     }
 
 
-def _page_statement(query: TaskQuery, dialect: str) -> Select[Any]:
+def _page_statement(
+    query: TaskQuery, dialect: str, columns: Sequence[ColumnElement[Any]] = tuple(COLUMNS)
+) -> Select[Any]:
     """SELECT ... WHERE (the query's filters, as named parameters) ORDER BY (its sort)."""
-    statement = select(*COLUMNS)
+    statement = select(*columns).select_from(TaskRow)
     if query.project_id is not None:
         statement = statement.where(TaskRow.project_id == bindparam("project_id", query.project_id))
     if query.status is not None:
@@ -354,6 +357,13 @@ def _page_params(query: TaskQuery) -> dict[str, Any]:
 @functools.lru_cache(maxsize=64)
 def _page_sql(dialect: Dialect, shape: TaskQuery) -> str:
     return str(_page_statement(shape, dialect.name).compile(dialect=dialect))
+
+
+@functools.lru_cache(maxsize=64)
+def _stored_json_sql(dialect: Dialect, shape: TaskQuery) -> str:
+    """The page's tasks as the JSON PostgreSQL stores beside each (revision 013)."""
+    stored: ColumnElement[Any] = literal_column(f"{TaskRow.__tablename__}.api_json")
+    return str(_page_statement(shape, dialect.name, [stored]).compile(dialect=dialect))
 
 
 def _has_tag(tag: str, dialect: str) -> ColumnElement[bool]:

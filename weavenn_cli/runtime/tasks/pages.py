@@ -1,9 +1,10 @@
 """Task pages on PostgreSQL: the server writes the page's JSON, read on asyncio connections.
 
 The list is the API's busiest route. Here PostgreSQL builds the whole answer as one text
-value (the same bytes as `task_page_json`, a test checks), which the API sends on without
-decoding a row, and the query runs on psycopg's asyncio connection: no SQLAlchemy around it
-and no hand-off to a thread.
+value (the same bytes as `task_page_json`, a test checks) from each task's stored JSON (the
+`api_json` column, generated on write: revision 013), which the API sends on without decoding
+a row, and the query runs on psycopg's asyncio connection: no SQLAlchemy around it and no
+hand-off to a thread.
 """
 
 from __future__ import annotations
@@ -19,52 +20,18 @@ if TYPE_CHECKING:
     from psycopg import AsyncConnection
 
 
-def _instant(column: str) -> str:
-    """An instant as pydantic writes it: UTC, "Z", microseconds only when there are some
-    (`.000000Z` can only be that: one to_char and a replace cost less than a CASE)."""
-    return (
-        f"replace(to_char(page.{column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
-        " '.000000Z', 'Z')"
-    )
-
-
-# jsonb writes `", "` between the strings of an array, orjson `","`. Replacing it is exact
-# unless a tag ends with `", ` (its text then holds `\", "`): those arrays, rare, are
-# rebuilt element by element instead.
-_TAGS = (
-    "CASE WHEN strpos(tags_text.tags, '\\\", \"') = 0 "
-    "THEN replace(tags_text.tags, '\", \"', '\",\"')::json "
-    "ELSE array_to_json(ARRAY(SELECT jsonb_array_elements(page.tags))) END"
-)
-
-# One task with `Task`'s fields in its order, which row_to_json writes compact: text columns
-# as JSON strings (the instants too), the json column as it is, NULL tags and flags as
-# empty and false.
-TASK_ROW = (
-    "SELECT page.id, page.project_id, page.title, page.status, "
-    f"{_instant('due_date')} AS due_date, {_TAGS} AS tags, "
-    "coalesce(page.completed, false) AS completed, "
-    f"{_instant('created_at')} AS created_at, {_instant('updated_at')} AS updated_at "
-    "FROM (SELECT coalesce(page.tags, '[]')::text AS tags) AS tags_text"
-)
-
-
 @functools.lru_cache(maxsize=256)
 def page_json_sql(rows_sql: str, limit: int, offset: int) -> str:
-    """The page as one JSON text, around `rows_sql` (the rows, sorted, LIMIT limit + 1).
-
-    The tasks are written after LIMIT/OFFSET (a subquery with a LIMIT is never merged into
-    the outer one), so skipped rows cost no formatting; the extra row only says whether a
-    next page exists.
-    """
+    """The page as one JSON text, around `rows_sql` (the tasks' `api_json`, sorted, LIMIT
+    limit + 1: the extra row only says whether a next page exists)."""
     next_offset = f"'{offset + limit}'"
     return (
         "SELECT '{\"items\":[' || coalesce(string_agg(item, ',' ORDER BY n) "
         f'FILTER (WHERE n <= {limit}), \'\') || \'],"limit":{limit},"offset":{offset},'
         f'"next_offset":\' || CASE WHEN count(*) > {limit} THEN {next_offset} '
         "ELSE 'null' END || '}' "
-        "FROM (SELECT row_number() OVER () AS n, row_to_json(task)::text AS item "
-        f"FROM ({rows_sql}) AS page, LATERAL ({TASK_ROW}) AS task) AS numbered"
+        "FROM (SELECT row_number() OVER () AS n, page.api_json AS item "
+        f"FROM ({rows_sql}) AS page) AS numbered"
     )
 
 
