@@ -12,7 +12,14 @@ from sqlalchemy import insert, select, text
 from weavenn_cli.runtime.config import Settings
 from weavenn_cli.runtime.db.models import Task as TaskRow
 from weavenn_cli.runtime.tasks.local import DatabaseTaskService
-from weavenn_cli.runtime.tasks.models import TASK_PAGE, Task, TaskPage, TaskPatch, TaskQuery
+from weavenn_cli.runtime.tasks.models import (
+    TASK_PAGE,
+    Task,
+    TaskCreate,
+    TaskPage,
+    TaskPatch,
+    TaskQuery,
+)
 from weavenn_cli.runtime.tasks.service import task_service_for
 
 WINTER = timezone(timedelta(hours=1))
@@ -20,7 +27,16 @@ WINTER = timezone(timedelta(hours=1))
 
 @pytest.fixture
 def service(any_migrated_url: str) -> Iterator[DatabaseTaskService]:
-    tasks = task_service_for(Settings(database_url=any_migrated_url), remote=False)
+    yield from _service_with_tasks(any_migrated_url)
+
+
+@pytest.fixture
+def pg_service(migrated_pg_url: str) -> Iterator[DatabaseTaskService]:
+    yield from _service_with_tasks(migrated_pg_url)
+
+
+def _service_with_tasks(url: str) -> Iterator[DatabaseTaskService]:
+    tasks = task_service_for(Settings(database_url=url), remote=False)
     assert isinstance(tasks, DatabaseTaskService)
     start = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     rows = [
@@ -125,3 +141,28 @@ def test_the_page_follows_every_writer(service: DatabaseTaskService) -> None:
     expected = [_through_models(service, query) for query in QUERIES for _ in range(6)]
     assert pages == expected
     assert b'renamed \\"again\\"' in pages[0] and b"task-10" not in pages[0]
+
+
+async def _page_across_a_restart(service: DatabaseTaskService) -> tuple[bytes, bytes]:
+    assert service.pages is not None
+    try:
+        before = await service.list_page(TaskQuery())
+        # What a server restart does to the reader's idle connections.
+        with service.reads.connect() as connection:
+            connection.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        after = await service.list_page(TaskQuery())
+        await service.create_async(TaskCreate(title="after the cut", project_id="p1"))
+        return before, after
+    finally:
+        await service.aclose()
+
+
+def test_the_page_reader_comes_back_after_its_connections_are_cut(
+    pg_service: DatabaseTaskService,
+) -> None:
+    before, after = asyncio.run(_page_across_a_restart(pg_service))
+    assert after == before
+    assert b"after the cut" in asyncio.run(_pages(pg_service, [TaskQuery(limit=1)]))[0]

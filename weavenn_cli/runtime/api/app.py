@@ -14,7 +14,6 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-import psycopg
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -51,6 +50,7 @@ from weavenn_cli.runtime.problems import (
     ValidationFailed,
 )
 from weavenn_cli.runtime.search.service import search_service_for
+from weavenn_cli.runtime.tasks.pages import DatabaseUnreachable
 from weavenn_cli.runtime.tasks.service import task_service_for
 
 logger = logging.getLogger("weavenn.api")
@@ -226,9 +226,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def database_down(request: Request, error: sa_exc.OperationalError) -> JSONResponse:
         return _database_unavailable(request, error.orig)
 
-    # The list reads PostgreSQL with psycopg directly, without SQLAlchemy's wrapping.
-    @app.exception_handler(psycopg.OperationalError)
-    async def page_database_down(request: Request, error: psycopg.OperationalError) -> JSONResponse:
+    # The list and the create read and write PostgreSQL on asyncpg, without SQLAlchemy.
+    @app.exception_handler(DatabaseUnreachable)
+    async def page_database_down(request: Request, error: DatabaseUnreachable) -> JSONResponse:
         return _database_unavailable(request, error)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, cast
 
+import orjson
 from psycopg.types.json import Jsonb
 from sqlalchemy import (
     ColumnElement,
@@ -44,7 +45,7 @@ from weavenn_cli.runtime.tasks.models import (
     TaskQuery,
     task_page_json,
 )
-from weavenn_cli.runtime.tasks.pages import PageReader, page_json_sql
+from weavenn_cli.runtime.tasks.pages import PageReader, page_bytes
 from weavenn_cli.runtime.tasks.service import TaskNotFound, in_database_thread
 
 if TYPE_CHECKING:
@@ -101,9 +102,8 @@ class DatabaseTaskService:
             # SQLite, or a mirror to write after the commit: both block, in a thread then.
             return await in_database_thread(functools.partial(self.create, data, user_id=user_id))
         task = _new_task(data)
-        await self.pages.write(
-            _CREATE_POSTGRES, _create_params(task, _event("task.created", task, user_id))
-        )
+        params = _create_params(task, _event("task.created", task, user_id))
+        await self.pages.write(_CREATE_POSTGRES, _json_as_text(params))
         return task
 
     def get(self, task_id: str) -> Task:
@@ -130,9 +130,9 @@ class DatabaseTaskService:
     async def list_page(self, query: TaskQuery) -> bytes:
         if self.pages is None:
             return await in_database_thread(functools.partial(self.list_json, query))
-        rows = _stored_json_sql(self.reads.dialect, _shape(query)) + _limit_offset(query)
-        sql = page_json_sql(rows, int(query.limit), int(query.offset))
-        return await self.pages.fetch(sql, _page_params(query))
+        sql = _stored_json_sql(self.reads.dialect, _shape(query)) + _limit_offset(query)
+        items = await self.pages.fetch_texts(sql, _json_as_text(_page_params(query)))
+        return page_bytes(items, int(query.limit), int(query.offset))
 
     def _page(self, query: TaskQuery) -> Page:
         """The page's tasks as field dicts, and the offset of the next page (None at the end)."""
@@ -352,6 +352,14 @@ def _limit_offset(query: TaskQuery) -> str:
 
 def _page_params(query: TaskQuery) -> dict[str, Any]:
     return {"project_id": query.project_id, "status": query.status, "tag": Jsonb([query.tag])}
+
+
+def _json_as_text(params: dict[str, Any]) -> dict[str, Any]:
+    """psycopg's parameters for asyncpg, which takes JSON values as their text."""
+    return {
+        name: orjson.dumps(value.obj).decode() if isinstance(value, Jsonb) else value
+        for name, value in params.items()
+    }
 
 
 @functools.lru_cache(maxsize=64)

@@ -97,8 +97,8 @@ def task_service_for(settings: Settings, *, remote: bool) -> TaskService:
     if engine.dialect.name == "postgresql":
         from weavenn_cli.runtime.tasks.pages import PageReader
 
-        conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        pages = PageReader(conninfo, DATABASE_POOL_SIZE)
+        dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        pages = PageReader(dsn, DATABASE_POOL_SIZE)
     return DatabaseTaskService(session_factory(engine), _dual_writer(settings, engine), pages)
 
 
