@@ -166,3 +166,18 @@ def test_the_page_reader_comes_back_after_its_connections_are_cut(
     before, after = asyncio.run(_page_across_a_restart(pg_service))
     assert after == before
     assert b"after the cut" in asyncio.run(_pages(pg_service, [TaskQuery(limit=1)]))[0]
+
+
+def test_a_database_url_written_for_libpq_serves_pages(migrated_pg_url: str) -> None:
+    """libpq's client-side parameters (asyncpg would send them on as server settings, which
+    PostgreSQL refuses) are left out; the timeout is kept, server settings pass."""
+    url = f"{migrated_pg_url}?connect_timeout=7&keepalives=1&application_name=weavenn-pages"
+    tasks = task_service_for(Settings(database_url=url), remote=False)
+    assert isinstance(tasks, DatabaseTaskService) and tasks.pages is not None
+    assert tasks.pages.connect_timeout == 7.0
+    assert "connect_timeout" not in tasks.pages.dsn and "keepalives" not in tasks.pages.dsn
+    try:
+        page = asyncio.run(_pages(tasks, [TaskQuery()]))[0]
+    finally:
+        tasks.close()
+    assert page.startswith(b'{"items":[]') and b'"next_offset":null' in page

@@ -20,6 +20,8 @@ import asyncpg
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from sqlalchemy.engine import URL
+
 
 class DatabaseUnreachable(Exception):
     """The page's database cannot be reached (refused, cut, shutting down): answer 503."""
@@ -34,6 +36,39 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,
 )
 _NAMED_PARAMETER = re.compile(r"%\((\w+)\)s")
+# libpq's client-side parameters, which asyncpg would send to the server as settings (and the
+# server refuse): a DATABASE_URL written for psycopg keeps working without them.
+LIBPQ_CLIENT_PARAMETERS = frozenset(
+    {
+        "connect_timeout",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+        "fallback_application_name",
+        "gssencmode",
+        "gssdelegation",
+        "channel_binding",
+        "requirepeer",
+        "require_auth",
+        "sslcompression",
+        "sslpassword",
+        "sslsni",
+        "hostaddr",
+        "replication",
+    }
+)
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+
+def asyncpg_dsn(url: URL) -> tuple[str, float]:
+    """The URL for asyncpg (without libpq's client-side parameters) and the connect timeout
+    (`connect_timeout` when the URL sets one)."""
+    timeout = url.query.get("connect_timeout")
+    dsn = url.set(drivername="postgresql").difference_update_query(LIBPQ_CLIENT_PARAMETERS)
+    seconds = float(timeout if isinstance(timeout, str) else DEFAULT_CONNECT_TIMEOUT)
+    return dsn.render_as_string(hide_password=False), seconds
 
 
 @functools.lru_cache(maxsize=256)
@@ -69,8 +104,11 @@ class PageReader:
     is tried once more on a new one.
     """
 
-    def __init__(self, dsn: str, max_connections: int) -> None:
+    def __init__(
+        self, dsn: str, max_connections: int, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    ) -> None:
         self.dsn = dsn
+        self.connect_timeout = connect_timeout
         self.idle: list[asyncpg.Connection] = []
         self.slots = asyncio.Semaphore(max_connections)
 
@@ -132,7 +170,7 @@ class PageReader:
         return result
 
     async def _connect(self) -> asyncpg.Connection:
-        return await asyncpg.connect(self.dsn, timeout=10)
+        return await asyncpg.connect(self.dsn, timeout=self.connect_timeout)
 
     async def _drop_idle(self) -> None:
         idle, self.idle = self.idle, []

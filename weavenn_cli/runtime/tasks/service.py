@@ -95,10 +95,10 @@ def task_service_for(settings: Settings, *, remote: bool) -> TaskService:
         ping_when_idle(engine, PING_AFTER_IDLE_SECONDS)
     pages = None
     if engine.dialect.name == "postgresql":
-        from weavenn_cli.runtime.tasks.pages import PageReader
+        from weavenn_cli.runtime.tasks.pages import PageReader, asyncpg_dsn
 
-        dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        pages = PageReader(dsn, DATABASE_POOL_SIZE)
+        dsn, connect_timeout = asyncpg_dsn(engine.url)
+        pages = PageReader(dsn, DATABASE_POOL_SIZE, connect_timeout)
     return DatabaseTaskService(session_factory(engine), _dual_writer(settings, engine), pages)
 
 
