@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import insert, select, text
 
+from tests.support import drop_pg_database
 from weavenn_cli.runtime.config import Settings
 from weavenn_cli.runtime.db.models import Task as TaskRow
 from weavenn_cli.runtime.tasks.local import DatabaseTaskService
@@ -20,6 +21,7 @@ from weavenn_cli.runtime.tasks.models import (
     TaskPatch,
     TaskQuery,
 )
+from weavenn_cli.runtime.tasks.pages import DatabaseUnreachable
 from weavenn_cli.runtime.tasks.service import task_service_for
 
 WINTER = timezone(timedelta(hours=1))
@@ -181,3 +183,14 @@ def test_a_database_url_written_for_libpq_serves_pages(migrated_pg_url: str) -> 
     finally:
         tasks.close()
     assert page.startswith(b'{"items":[]') and b'"next_offset":null' in page
+
+
+def test_a_database_that_went_away_is_unreachable_not_an_error(
+    pg_service: DatabaseTaskService, migrated_pg_url: str
+) -> None:
+    """Dropped under the service (no such database at the next connect): 503, not 500."""
+    drop_pg_database(migrated_pg_url.rsplit("/", 1)[1])
+    with pytest.raises(DatabaseUnreachable, match="does not exist"):
+        asyncio.run(_pages(pg_service, [TaskQuery()]))
+    with pytest.raises(DatabaseUnreachable):
+        asyncio.run(pg_service.create_async(TaskCreate(title="nowhere", project_id="p")))

@@ -170,7 +170,13 @@ class PageReader:
         return result
 
     async def _connect(self) -> asyncpg.Connection:
-        return await asyncpg.connect(self.dsn, timeout=self.connect_timeout)
+        # Whatever stops a connection (refused, timed out, no such database, role or password,
+        # too many clients) is the database being unavailable to this service: 503, as with
+        # psycopg, whose OperationalError covers them all.
+        try:
+            return await asyncpg.connect(self.dsn, timeout=self.connect_timeout)
+        except (*CONNECTION_ERRORS, asyncpg.PostgresError) as error:
+            raise DatabaseUnreachable(f"{type(error).__name__}: {error}") from error
 
     async def _drop_idle(self) -> None:
         idle, self.idle = self.idle, []
