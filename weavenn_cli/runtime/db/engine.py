@@ -16,6 +16,8 @@ from weavenn_cli.runtime.config import mask_url
 from weavenn_cli.runtime.errors import DatabaseError, UsageError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+CONNECT_TIMEOUT_SECONDS = 10
+"""How long opening a connection to a database server may take before it counts as down."""
 
 
 def parse_database_url(url: str) -> URL:
@@ -51,7 +53,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         return _make_sqlite_engine(parsed, **kwargs)
     kwargs.setdefault("pool_pre_ping", True)
-    kwargs.setdefault("connect_args", {"connect_timeout": 10})
+    kwargs.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT_SECONDS})
     return create_engine(parsed, **kwargs)
 
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from weavenn_cli.runtime.db.engine import CONNECT_TIMEOUT_SECONDS
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -59,7 +61,6 @@ LIBPQ_CLIENT_PARAMETERS = frozenset(
         "replication",
     }
 )
-DEFAULT_CONNECT_TIMEOUT = 10.0
 
 
 def asyncpg_dsn(url: URL) -> tuple[str, float]:
@@ -67,7 +68,7 @@ def asyncpg_dsn(url: URL) -> tuple[str, float]:
     (`connect_timeout` when the URL sets one)."""
     timeout = url.query.get("connect_timeout")
     dsn = url.set(drivername="postgresql").difference_update_query(LIBPQ_CLIENT_PARAMETERS)
-    seconds = float(timeout if isinstance(timeout, str) else DEFAULT_CONNECT_TIMEOUT)
+    seconds = float(timeout if isinstance(timeout, str) else CONNECT_TIMEOUT_SECONDS)
     return dsn.render_as_string(hide_password=False), seconds
 
 
@@ -105,7 +106,7 @@ class PageReader:
     """
 
     def __init__(
-        self, dsn: str, max_connections: int, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+        self, dsn: str, max_connections: int, connect_timeout: float = CONNECT_TIMEOUT_SECONDS
     ) -> None:
         self.dsn = dsn
         self.connect_timeout = connect_timeout
