@@ -185,6 +185,44 @@ def test_a_database_url_written_for_libpq_serves_pages(migrated_pg_url: str) -> 
     assert page.startswith(b'{"items":[]') and b'"next_offset":null' in page
 
 
+def test_concurrent_pages_and_creates_share_database_pool_size_connections(
+    migrated_pg_url: str,
+) -> None:
+    """Twelve requests at once on a pool of two: all answered, on two connections."""
+    application = "weavenn-pool-of-two"
+    url = f"{migrated_pg_url}?application_name={application}"
+    tasks = task_service_for(Settings(database_url=url, database_pool_size=2), remote=False)
+    assert isinstance(tasks, DatabaseTaskService)
+
+    async def at_once() -> tuple[list[object], int]:
+        try:
+            created = [
+                tasks.create_async(TaskCreate(title=f"pooled {i}", project_id="p"))
+                for i in range(4)
+            ]
+            pages = [tasks.list_page(TaskQuery(limit=10)) for _ in range(8)]
+            answers = await asyncio.gather(*created, *pages)
+            with tasks.reads.connect() as connection:
+                backends = connection.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE application_name = :name AND pid <> pg_backend_pid()"
+                    ),
+                    {"name": application},
+                )
+            return answers, int(backends or 0)
+        finally:
+            await tasks.aclose()
+
+    try:
+        answers, backends = asyncio.run(at_once())
+    finally:
+        tasks.close()
+    assert backends == 2
+    assert all(isinstance(page, bytes) and page.startswith(b'{"items":[') for page in answers[4:])
+    assert {task.title for task in answers[:4]} == {f"pooled {i}" for i in range(4)}  # type: ignore[attr-defined]
+
+
 def test_a_database_that_went_away_is_unreachable_not_an_error(
     pg_service: DatabaseTaskService, migrated_pg_url: str
 ) -> None:

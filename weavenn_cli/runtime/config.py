@@ -37,6 +37,10 @@ class Settings(BaseSettings):
 
     database_url: str = DEFAULT_DATABASE_URL
     secondary_database_url: str | None = None
+    # Connections of one API process for task lists and creates on PostgreSQL. More than about
+    # twice the database server's cores only queue inside it: 5 gave a 2-core machine 20 % more
+    # list throughput than 20, at lower latency.
+    database_pool_size: int = Field(default=5, ge=1, le=1000)
     rabbitmq_url: str | None = None
     rabbitmq_exchange: str = "weave-nn.events"
     # Only `weavenn bus status` reads it (unacknowledged counts); default: RABBITMQ_URL's host

@@ -140,6 +140,7 @@ _PASS_THROUGH = (
     ("MAX_EVENT_BYTES", "size of an event, at most", "1048576", False),
     ("REDIS_URL", "Redis for the API's shared rate limits and cache", "", False),
     ("REDIS_KEY_PREFIX", "prefix of the keys in Redis", "weavenn", False),
+    ("DATABASE_POOL_SIZE", "PostgreSQL connections per API process (lists, creates)", "5", False),
     ("RATE_LIMIT_PER_MINUTE", "requests per client and minute", "100", False),
     ("MAX_REQUEST_BYTES", "largest request body", "1048576", False),
     ("UPSTREAM_TIMEOUT_SECONDS", "gateway: seconds an upstream request may take", "30", False),

@@ -17,12 +17,13 @@ if TYPE_CHECKING:
     from weavenn_cli.runtime.migration.dual_write import DualWriter
 
 
-DATABASE_POOL_SIZE = 20
+# The blocking routes (get, update, delete; every route on SQLite) and their threads.
+THREADED_POOL_SIZE = 20
 # A pooled connection unused for this long is checked before a request gets it.
 PING_AFTER_IDLE_SECONDS = 1.0
 T = TypeVar("T")
 # As many threads as pooled connections: more could only wait for a connection.
-DATABASE_THREADS = ThreadPoolExecutor(DATABASE_POOL_SIZE, thread_name_prefix="weavenn-db")
+DATABASE_THREADS = ThreadPoolExecutor(THREADED_POOL_SIZE, thread_name_prefix="weavenn-db")
 
 
 async def in_database_thread(call: Callable[[], T]) -> T:
@@ -85,7 +86,7 @@ def task_service_for(settings: Settings, *, remote: bool) -> TaskService:
     # so a burst of requests would pay a new PostgreSQL connection per request.
     engine = make_engine(
         settings.database_url,
-        pool_size=DATABASE_POOL_SIZE,
+        pool_size=THREADED_POOL_SIZE,
         max_overflow=0,
         pool_pre_ping=False,
         # Tags are JSON: every listed task parses some, and orjson does it several times faster.
@@ -98,7 +99,7 @@ def task_service_for(settings: Settings, *, remote: bool) -> TaskService:
         from weavenn_cli.runtime.tasks.pages import PageReader, asyncpg_dsn
 
         dsn, connect_timeout = asyncpg_dsn(engine.url)
-        pages = PageReader(dsn, DATABASE_POOL_SIZE, connect_timeout)
+        pages = PageReader(dsn, settings.database_pool_size, connect_timeout)
     return DatabaseTaskService(session_factory(engine), _dual_writer(settings, engine), pages)
 
 
