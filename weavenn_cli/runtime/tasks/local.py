@@ -57,6 +57,8 @@ COLUMNS = TASKS.c
 TaskFields = dict[str, Any]
 Page = tuple[list[TaskFields], int | None]
 EVENT_HEADERS = {"source": "task-service"}
+# Pages filtering on longer texts are bound every time rather than kept (`_stored_json_page`).
+MAX_KEPT_FILTER_CHARACTERS = 512
 
 
 class DatabaseTaskService:
@@ -366,13 +368,22 @@ def _page_sql(dialect: Dialect, shape: TaskQuery) -> str:
     return str(_page_statement(shape, dialect.name).compile(dialect=dialect))
 
 
-@functools.lru_cache(maxsize=1024)
 def _stored_json_page(dialect: Dialect, query: TaskQuery) -> tuple[str, tuple[Any, ...]]:
     """A page's statement for asyncpg and its arguments, kept per query: clients ask for the
-    same few pages again and again, and building them costs more than a tenth of the list's
-    CPU (the query's shape, the JSON of a tag, the numbering)."""
+    same few pages again and again, and building them cost a tenth of the list's CPU (the
+    query's shape, the JSON of a tag, the numbering). Only usual, short filters are kept: a
+    cache of long ones would be memory any client could fill."""
+    if len(query.project_id or "") + len(query.tag or "") <= MAX_KEPT_FILTER_CHARACTERS:
+        return _kept_stored_json_page(dialect, query)
+    return _bound_stored_json_page(dialect, query)
+
+
+def _bound_stored_json_page(dialect: Dialect, query: TaskQuery) -> tuple[str, tuple[Any, ...]]:
     sql = _stored_json_sql(dialect, _shape(query)) + _limit_offset(query)
     return bound(sql, _json_as_text(_page_params(query)))
+
+
+_kept_stored_json_page = functools.lru_cache(maxsize=1024)(_bound_stored_json_page)
 
 
 @functools.lru_cache(maxsize=64)

@@ -42,6 +42,8 @@ from weavenn_cli.runtime.tasks.service import TaskService
 V1_DEPRECATED_AT = datetime(2026, 12, 1, tzinfo=UTC)
 V1_SUNSET_AT = datetime(2027, 6, 1, tzinfo=UTC)
 
+# Longer list query strings are validated every time rather than kept (`list_query`).
+MAX_KEPT_QUERY_BYTES = 512
 Tasks = Annotated[TaskService, Depends(deps.tasks)]
 UserId = Annotated[str | None, Depends(deps.user_id)]
 
@@ -70,16 +72,25 @@ async def list_tasks(request: Request) -> Response:
     return await page_response(cast(TaskService, request.app.state.services.tasks), query)
 
 
-@functools.lru_cache(maxsize=1024)
 def list_query(query_string: bytes) -> TaskQuery:
-    """A list's query string, validated once per distinct string (clients repeat theirs);
-    an invalid one is not kept and fails every time."""
+    """A list's query string, validated once per distinct string (clients repeat theirs)
+    when it is short: a cache of long ones would be memory any client could fill. An invalid
+    one is never kept and fails every time."""
+    if len(query_string) <= MAX_KEPT_QUERY_BYTES:
+        return _kept_list_query(query_string)
+    return _validated_list_query(query_string)
+
+
+def _validated_list_query(query_string: bytes) -> TaskQuery:
     try:
         return TASK_QUERY.validate_python(dict(QueryParams(query_string)))
     except ValidationError as error:
         raise RequestValidationError(
             [{**e, "loc": ("query", *e["loc"])} for e in error.errors(include_url=False)]
         ) from None
+
+
+_kept_list_query = functools.lru_cache(maxsize=1024)(_validated_list_query)
 
 
 async def page_response(service: TaskService, query: TaskQuery) -> Response:
