@@ -28,7 +28,7 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from parse import postgres_database
+from parse import postgres_database, serialised_events
 from pipeline import cpu_seconds, notes_in_cache, vhost
 from vaultgen import generate
 
@@ -36,7 +36,6 @@ from weavenn_cli.runtime import schema
 from weavenn_cli.runtime.bus.transport import OutgoingMessage, open_transport
 from weavenn_cli.runtime.config import load_settings
 from weavenn_cli.runtime.db.engine import make_engine
-from weavenn_cli.runtime.vault.publish import serialised_vault_event
 
 WEAVENN = Path(sys.executable).parent / "weavenn"
 APPLICATION = "weavenn-bench-consume-alone"
@@ -51,23 +50,14 @@ LINKS_DIGEST = text(
 def vault_messages(count: int) -> list[OutgoingMessage]:
     with tempfile.TemporaryDirectory(prefix="weavenn-consume-") as tmp:
         root = Path(tmp) / "vault"
-        messages = []
-        for sequence, path in enumerate(generate(root, count), start=1):
-            event = serialised_vault_event(
-                vault_id="bench",
-                kind="vault.file.created",
-                path=path,
-                sequence=sequence,
-                content=(root / path).read_bytes(),
-                max_text_bytes=262_144,
-                max_event_bytes=1_048_576,
+        return [
+            OutgoingMessage(
+                serialised.event.message_id,
+                serialised.event.routing_key,
+                serialised.payload.encode(),
             )
-            messages.append(
-                OutgoingMessage(
-                    event.event.message_id, event.event.routing_key, event.payload.encode()
-                )
-            )
-        return messages
+            for serialised in serialised_events(root, generate(root, count))
+        ]
 
 
 def backend_cpu(admin: psycopg.Connection, seen: dict[int, float]) -> None:

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from weavenn_cli.runtime.db.engine import make_engine, session_factory, session_
 from weavenn_cli.runtime.events import VaultFileEvent
 from weavenn_cli.runtime.vault.cache import apply_event
 from weavenn_cli.runtime.vault.parser import parse_note
-from weavenn_cli.runtime.vault.publish import vault_event
+from weavenn_cli.runtime.vault.publish import SerialisedEvent, serialised_vault_event
 
 WEAVENN = Path(sys.executable).parent / "weavenn"
 
@@ -85,8 +85,13 @@ def index_postgres(root: Path, count: int, admin_url: str) -> float:
 
 
 def vault_events(root: Path, paths: list[str]) -> list[VaultFileEvent]:
+    return [serialised.event for serialised in serialised_events(root, paths)]
+
+
+def serialised_events(root: Path, paths: Sequence[str]) -> list[SerialisedEvent]:
+    """The `vault.file.created` event of every note, with its JSON, as the watcher builds them."""
     return [
-        vault_event(
+        serialised_vault_event(
             vault_id="bench",
             kind="vault.file.created",
             path=path,
