@@ -6,32 +6,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.bus.harness import Bus, make_bus
+from tests.bus.harness import bus_fixture, embedded_bus, rabbitmq_bus
 from tests.bus.private_rabbitmq import PrivateRabbitMQ
 
 TRANSPORTS = ["rabbitmq-postgresql", "embedded-sqlite", "embedded-postgresql"]
+# Imported for the tests of this folder.
+__all__ = ["bus", "embedded_bus", "rabbitmq_bus"]
 
 
-@pytest.fixture(params=TRANSPORTS)
-def bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
-    """A bus with its topology declared and an effects table for the test consumers."""
-    harness = make_bus(request, request.param)
-    yield harness
-    harness.close()
-
-
-@pytest.fixture
-def embedded_bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
-    harness = make_bus(request, "embedded-sqlite")
-    yield harness
-    harness.close()
-
-
-@pytest.fixture
-def rabbitmq_bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
-    harness = make_bus(request, "rabbitmq-postgresql")
-    yield harness
-    harness.close()
+bus = bus_fixture(TRANSPORTS)
 
 
 @pytest.fixture(scope="module")

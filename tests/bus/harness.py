@@ -163,6 +163,36 @@ def make_bus(request: pytest.FixtureRequest, variant: str) -> Bus:
     return Bus(kind, database_url, rabbitmq_url)
 
 
+def bus_fixture(transports: Sequence[str]) -> Any:
+    """The `bus` fixture of a test folder: each test once per transport in `transports`."""
+
+    @pytest.fixture(params=list(transports))
+    def bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
+        """A bus with its topology declared and an effects table for the test consumers,
+        once per transport of the folder."""
+        harness = make_bus(request, request.param)
+        yield harness
+        harness.close()
+
+    return bus
+
+
+@pytest.fixture
+def embedded_bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
+    """The embedded transport on SQLite."""
+    harness = make_bus(request, "embedded-sqlite")
+    yield harness
+    harness.close()
+
+
+@pytest.fixture
+def rabbitmq_bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
+    """RabbitMQ, with PostgreSQL."""
+    harness = make_bus(request, "rabbitmq-postgresql")
+    yield harness
+    harness.close()
+
+
 @contextmanager
 def consume_process(
     bus: Bus, consumer: str, *args: str, **env: str
