@@ -36,6 +36,7 @@ from weavenn_cli.runtime.db.engine import session_scope
 from weavenn_cli.runtime.db.models import Task as TaskRow
 from weavenn_cli.runtime.db.types import utcnow
 from weavenn_cli.runtime.events import TaskEvent, TaskEventType
+from weavenn_cli.runtime.memo import kept_when_small
 from weavenn_cli.runtime.tasks.models import (
     DONE,
     Task,
@@ -368,22 +369,18 @@ def _page_sql(dialect: Dialect, shape: TaskQuery) -> str:
     return str(_page_statement(shape, dialect.name).compile(dialect=dialect))
 
 
+def _filter_characters(_dialect: Dialect, query: TaskQuery) -> int:
+    """How long the texts a page filters on are (what `_stored_json_page` keeps)."""
+    return len(query.project_id or "") + len(query.tag or "")
+
+
+@kept_when_small(_filter_characters, MAX_KEPT_FILTER_CHARACTERS)
 def _stored_json_page(dialect: Dialect, query: TaskQuery) -> tuple[str, tuple[Any, ...]]:
-    """A page's statement for asyncpg and its arguments, kept per query: clients ask for the
-    same few pages again and again, and building them cost a tenth of the list's CPU (the
-    query's shape, the JSON of a tag, the numbering). Only usual, short filters are kept: a
-    cache of long ones would be memory any client could fill."""
-    if len(query.project_id or "") + len(query.tag or "") <= MAX_KEPT_FILTER_CHARACTERS:
-        return _kept_stored_json_page(dialect, query)
-    return _bound_stored_json_page(dialect, query)
-
-
-def _bound_stored_json_page(dialect: Dialect, query: TaskQuery) -> tuple[str, tuple[Any, ...]]:
+    """A page's statement for asyncpg and its arguments, kept per query with usual, short
+    filters: clients ask for the same few pages again and again, and building them cost a
+    tenth of the list's CPU (the query's shape, the JSON of a tag, the numbering)."""
     sql = _stored_json_sql(dialect, _shape(query)) + _limit_offset(query)
     return bound(sql, _json_as_text(_page_params(query)))
-
-
-_kept_stored_json_page = functools.lru_cache(maxsize=1024)(_bound_stored_json_page)
 
 
 @functools.lru_cache(maxsize=64)

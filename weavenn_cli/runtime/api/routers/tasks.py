@@ -7,7 +7,6 @@ version wrote it; its answers announce the deprecation (RFC 9745 `Deprecation`, 
 
 from __future__ import annotations
 
-import functools
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Annotated, cast
@@ -21,6 +20,7 @@ from starlette.routing import Match, Route
 from starlette.types import Scope
 
 from weavenn_cli.runtime.api import deps
+from weavenn_cli.runtime.memo import kept_when_small
 from weavenn_cli.runtime.tasks.models import (
     MAX_PAGE,
     TASK_QUERY,
@@ -72,25 +72,16 @@ async def list_tasks(request: Request) -> Response:
     return await page_response(cast(TaskService, request.app.state.services.tasks), query)
 
 
+@kept_when_small(len, MAX_KEPT_QUERY_BYTES)
 def list_query(query_string: bytes) -> TaskQuery:
-    """A list's query string, validated once per distinct string (clients repeat theirs)
-    when it is short: a cache of long ones would be memory any client could fill. An invalid
-    one is never kept and fails every time."""
-    if len(query_string) <= MAX_KEPT_QUERY_BYTES:
-        return _kept_list_query(query_string)
-    return _validated_list_query(query_string)
-
-
-def _validated_list_query(query_string: bytes) -> TaskQuery:
+    """A list's query string, validated once per distinct short string (clients repeat
+    theirs); an invalid one is never kept and fails every time."""
     try:
         return TASK_QUERY.validate_python(dict(QueryParams(query_string)))
     except ValidationError as error:
         raise RequestValidationError(
             [{**e, "loc": ("query", *e["loc"])} for e in error.errors(include_url=False)]
         ) from None
-
-
-_kept_list_query = functools.lru_cache(maxsize=1024)(_validated_list_query)
 
 
 async def page_response(service: TaskService, query: TaskQuery) -> Response:
